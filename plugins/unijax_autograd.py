@@ -1,0 +1,202 @@
+"""unijax backend plugin for Autograd.
+
+Autograd's arrays are plain NumPy arrays, and ``ArrayBox`` while differentiating. Plain
+arrays belong to the numpy backend when unijax picks a backend from input types, so
+``array_modules`` names only ``autograd`` (its boxes); select this backend by name.
+
+Reverse-mode AD is native: ``grad``, ``value_and_grad``, ``vjp`` and ``jacrev`` are thin
+adapters with JAX's signatures (``argnums`` int or tuple, ``has_aux``, pytree arguments)
+over ``autograd.grad`` and ``make_vjp``. The engine supplies everything else. The
+namespace (``unijax_autograd_xp``) routes the Array API through ``autograd.numpy``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any
+
+from unijax.extend import Backend, Capabilities, NativeTransforms, hookimpl
+
+_NATIVE = frozenset({"grad", "value_and_grad", "vjp", "jacrev"})
+
+
+def _load_namespace() -> Any:
+    import unijax_autograd_xp
+
+    return unijax_autograd_xp
+
+
+def _load_native() -> NativeTransforms:
+    return NativeTransforms(grad=grad, value_and_grad=value_and_grad, vjp=vjp, jacrev=jacrev)
+
+
+@hookimpl
+def unijax_backend() -> Backend:
+    """Autograd: NumPy arrays with native reverse-mode AD."""
+    return Backend(
+        name="autograd",
+        array_modules=("autograd",),
+        requires=("autograd", "numpy", "array_api_compat"),
+        install_hint='pip install "unijax[autograd]"',
+        load_namespace=_load_namespace,
+        # Boxes cannot be written to in place, so code must not rely on mutation.
+        capabilities=Capabilities(native=_NATIVE, mutable_arrays=False),
+        load_native=_load_native,
+        devices=lambda: ("cpu",),
+        version=lambda: metadata.version("autograd"),
+    )
+
+
+# --- adapters with JAX's signatures ---------------------------------------------------------
+
+
+def _replace(args: tuple[Any, ...], argnums: tuple[int, ...], values: Any) -> list[Any]:
+    new = list(args)
+    for i, v in zip(argnums, values, strict=True):
+        new[i] = v
+    return new
+
+
+def _unbox_from(trace: Any, tree: Any) -> Any:
+    """``tree`` with boxes of ``trace`` replaced by their values (aux leaves JAX returns)."""
+    from autograd.tracer import isbox
+
+    from unijax.tree_util import tree_map
+
+    return tree_map(lambda v: v._value if isbox(v) and v._trace == trace else v, tree)
+
+
+def _flat_vjp(fun: Callable[..., Any], primals: tuple[Any, ...], has_aux: bool) -> Any:
+    """``make_vjp`` over the leaves of ``primals``: (out, vjp on out-leaves, aux, treedef)."""
+    from autograd.builtins import tuple as atuple
+    from autograd.core import make_vjp
+
+    from unijax.tree_util import tree_flatten, tree_unflatten
+
+    leaves, treedef = tree_flatten(primals)
+    found: dict[str, Any] = {}
+
+    def flat_fun(flat: Any) -> Any:
+        args = tree_unflatten(treedef, [flat[k] for k in range(len(leaves))])
+        out = fun(*args)
+        if has_aux:
+            out, aux = out
+            found["aux"] = _unbox_from(getattr(flat, "_trace", None), aux)
+        out_leaves, found["out_tree"] = tree_flatten(out)
+        return atuple(out_leaves)
+
+    raw_vjp, out_leaves = make_vjp(flat_fun, atuple(leaves))
+    out = tree_unflatten(found["out_tree"], list(out_leaves))
+    return out, raw_vjp, found.get("aux"), treedef, found["out_tree"]
+
+
+def vjp(fun: Callable[..., Any], *primals: Any, has_aux: bool = False) -> Any:
+    """``jax.vjp`` on Autograd: ``(out, vjp_fn)`` or ``(out, vjp_fn, aux)``."""
+    from unijax.tree_util import tree_flatten, tree_unflatten
+
+    out, raw_vjp, aux, treedef, out_tree = _flat_vjp(fun, primals, has_aux)
+
+    def vjp_fn(ct: Any) -> tuple[Any, ...]:
+        ct_leaves, ct_tree = tree_flatten(ct)
+        if ct_tree != out_tree:
+            raise ValueError(f"vjp_fn expected a cotangent with structure {out_tree}, "
+                             f"got {ct_tree}")
+        return tuple(tree_unflatten(treedef, list(raw_vjp(tuple(ct_leaves)))))
+
+    return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
+
+
+def value_and_grad(fun: Callable[..., Any], argnums: int | tuple[int, ...] = 0,
+                   has_aux: bool = False) -> Callable[..., Any]:
+    """``jax.value_and_grad`` on Autograd (pytree arguments, tuple ``argnums``)."""
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+
+    def value_and_grad_fun(*args: Any, **kwargs: Any) -> Any:
+        from autograd.extend import vspace
+
+        from unijax.errors import NonScalarOutputError, message
+        from unijax.tree_util import tree_unflatten
+
+        def partial(*dyn: Any) -> Any:
+            return fun(*_replace(args, nums, dyn), **kwargs)
+
+        dyn = tuple(args[i] for i in nums)
+        out, raw_vjp, aux, in_tree, out_tree = _flat_vjp(partial, dyn, has_aux)
+        space = vspace(out) if out_tree.num_leaves == 1 else None
+        if space is None or space.size != 1 or space.iscomplex:
+            raise NonScalarOutputError(message(
+                f"grad({getattr(fun, '__name__', 'fun')}) needs a real scalar output",
+                got=f"shape {getattr(out, 'shape', ())}" if space else f"a {type(out).__name__}",
+                fix="Reduce it (xp.sum) or use jacrev."))
+        grads = tree_unflatten(in_tree, list(raw_vjp((space.ones(),))))
+        grads = grads[0] if isinstance(argnums, int) else grads
+        return ((out, aux), grads) if has_aux else (out, grads)
+
+    return value_and_grad_fun
+
+
+def grad(fun: Callable[..., Any], argnums: int | tuple[int, ...] = 0,
+         has_aux: bool = False) -> Callable[..., Any]:
+    """``jax.grad`` on Autograd; plain ``autograd.grad`` when differentiating one array."""
+    general = value_and_grad(fun, argnums, has_aux)
+    if isinstance(argnums, int) and not has_aux:
+        import autograd
+        import numpy as np
+        from autograd.numpy.numpy_boxes import ArrayBox
+
+        direct = autograd.grad(fun, argnums)
+        leaf_types = frozenset({np.ndarray, ArrayBox, float, np.float64, np.float32})
+
+        def grad_fun(*args: Any, **kwargs: Any) -> Any:
+            # An array argument needs no pytree handling: this keeps autograd's speed.
+            if type(args[argnums]) in leaf_types:
+                return direct(*args, **kwargs)
+            return general(*args, **kwargs)[1]
+
+        return grad_fun
+
+    def grad_aux_fun(*args: Any, **kwargs: Any) -> Any:
+        value, grads = general(*args, **kwargs)
+        return (grads, value[1]) if has_aux else grads
+
+    return grad_aux_fun
+
+
+def jacrev(fun: Callable[..., Any], argnums: int | tuple[int, ...] = 0,
+           has_aux: bool = False) -> Callable[..., Any]:
+    """``jax.jacrev`` on Autograd: one backward pass per output element."""
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+
+    def jac_fun(*args: Any, **kwargs: Any) -> Any:
+        import autograd.numpy as anp
+
+        from unijax.tree_util import tree_flatten, tree_leaves, tree_unflatten
+
+        def partial(*dyn: Any) -> Any:
+            return fun(*_replace(args, nums, dyn), **kwargs)
+
+        dyn = tuple(args[i] for i in nums)
+        out, raw_vjp, aux, in_tree, out_tree = _flat_vjp(partial, dyn, has_aux)
+        out_leaves = tree_leaves(out)
+        in_leaves, _ = tree_flatten(dyn)
+        blocks = []
+        for j, o in enumerate(out_leaves):
+            o_shape = tuple(anp.shape(o))
+            size = int(anp.prod(o_shape)) if o_shape else 1
+            basis = anp.eye(size, dtype=anp.result_type(o)).reshape((size, *o_shape))
+            rows = []
+            for k in range(size):
+                ct = [anp.zeros(anp.shape(v), anp.result_type(v)) for v in out_leaves]
+                ct[j] = basis[k]
+                rows.append(tree_leaves(tuple(raw_vjp(tuple(ct)))))
+            per_in = [
+                anp.reshape(anp.stack([r[i] for r in rows]), o_shape + tuple(anp.shape(x)))
+                for i, x in enumerate(in_leaves)
+            ]
+            in_jac = tree_unflatten(in_tree, per_in)
+            blocks.append(in_jac[0] if isinstance(argnums, int) else in_jac)
+        jac = tree_unflatten(out_tree, blocks)
+        return (jac, aux) if has_aux else jac
+
+    return jac_fun

@@ -1,0 +1,515 @@
+"""An Array API namespace whose functions go through ``autograd.numpy``.
+
+Autograd differentiates by boxing arrays (``ArrayBox``) and recording calls to the
+functions of ``autograd.numpy``; a plain NumPy function applied to a box either fails or
+silently drops the gradient. This module maps the standard's names and conventions onto
+``autograd.numpy`` (``acos`` -> ``arccos``, ``concat`` -> ``concatenate``,
+``std(correction=)`` -> ``std(ddof=)``, ...), so Array-API code is differentiable by
+``autograd.grad``.
+
+Three kinds of functions:
+
+* differentiable ones, written with ``autograd.numpy``;
+* ones whose outputs carry no derivative (comparisons, ``argsort``, ``floor``, creation
+  functions): boxes are unwrapped and ``array_api_compat.numpy`` computes the result;
+* float functions autograd has no derivative for go through ``autograd.numpy`` too, so
+  that differentiating them raises autograd's "VJP ... not defined" instead of giving a
+  silently wrong gradient.
+
+Importing this module sets ``ArrayBox.__array_namespace__`` to return this module (autograd
+itself returns ``autograd.numpy``, which is not an Array API namespace), so
+``array_api_compat.array_namespace(x)`` inside ``autograd.grad`` finds these functions.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import array_api_compat.numpy as _cnp
+import autograd.numpy as anp
+import numpy as _np
+from autograd.numpy.numpy_boxes import ArrayBox
+from autograd.tracer import getval, isbox
+
+__array_api_version__ = "2024.12"
+__array_namespace_info__ = _cnp.__array_namespace_info__
+
+# dtypes and constants are NumPy's own
+bool = _cnp.bool
+int8, int16, int32, int64 = _cnp.int8, _cnp.int16, _cnp.int32, _cnp.int64
+uint8, uint16, uint32, uint64 = _cnp.uint8, _cnp.uint16, _cnp.uint32, _cnp.uint64
+float32, float64 = _cnp.float32, _cnp.float64
+complex64, complex128 = _cnp.complex64, _cnp.complex128
+e, inf, nan, newaxis, pi = _cnp.e, _cnp.inf, _cnp.nan, _cnp.newaxis, _cnp.pi
+
+
+def _unboxed(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` on the values under any boxes: its output carries no derivative."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        args = tuple(_unbox_seq(a) for a in args)
+        return fn(*args, **{k: getval(v) for k, v in kwargs.items()})
+
+    return call
+
+
+def _unbox_seq(a: Any) -> Any:
+    if isinstance(a, list | tuple):
+        return type(a)(getval(v) for v in a)
+    return getval(a)
+
+
+# --- no derivative: computed by array_api_compat.numpy on plain values ---------------------
+
+_NONDIFF = (
+    "all any arange argmax argmin argsort bitwise_and bitwise_invert bitwise_left_shift "
+    "bitwise_or bitwise_right_shift bitwise_xor can_cast ceil count_nonzero empty "
+    "empty_like equal eye finfo floor floor_divide from_dlpack greater greater_equal iinfo "
+    "isdtype isfinite isinf isnan less less_equal logical_and logical_not logical_or "
+    "logical_xor nonzero not_equal ones ones_like result_type round searchsorted "
+    "sign signbit trunc unique_all unique_counts unique_inverse unique_values zeros "
+    "zeros_like"
+).split()
+globals().update({name: _unboxed(getattr(_cnp, name)) for name in _NONDIFF})
+
+# --- differentiable: same name, same meaning in autograd.numpy -----------------------------
+
+_SAME = (
+    "abs add conj cos cosh divide exp expm1 hypot imag log log1p log2 log10 logaddexp "
+    "matmul maximum minimum multiply negative real reciprocal remainder sin sinh sqrt "
+    "square subtract tan tanh"
+).split()
+globals().update({name: getattr(anp, name) for name in _SAME})
+
+acos, acosh, asin, asinh = anp.arccos, anp.arccosh, anp.arcsin, anp.arcsinh
+atan, atan2, atanh, pow = anp.arctan, anp.arctan2, anp.arctanh, anp.power
+# float-valued, but autograd has no derivative: differentiating it raises, never lies
+nextafter = anp.nextafter
+
+
+def positive(x: Any, /) -> Any:
+    return x
+
+
+def copysign(x1: Any, x2: Any, /) -> Any:
+    return anp.where(_np.signbit(getval(x2)), -anp.abs(x1), anp.abs(x1))
+
+
+def clip(x: Any, /, min: Any = None, max: Any = None) -> Any:
+    if min is None and max is None:
+        return x
+    return anp.clip(x, min, max)
+
+
+# --- creation ------------------------------------------------------------------------------
+
+
+def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: Any = None) -> Any:
+    if isbox(obj):
+        return obj if dtype is None or obj.dtype == dtype else astype(obj, dtype)
+    if isinstance(obj, list | tuple) and _has_box(obj):
+        out = anp.array(obj)
+        return out if dtype is None else astype(out, dtype)
+    return _cnp.asarray(obj, dtype=dtype, device=device, copy=copy)
+
+
+def _has_box(obj: Any) -> builtins.bool:
+    if isinstance(obj, list | tuple):
+        return builtins.any(_has_box(v) for v in obj)
+    return isbox(obj)
+
+
+def full(shape: Any, fill_value: Any, *, dtype: Any = None, device: Any = None) -> Any:
+    if isbox(fill_value):
+        return anp.full(shape, fill_value, dtype=dtype)
+    return _cnp.full(shape, fill_value, dtype=dtype, device=device)
+
+
+def full_like(x: Any, /, fill_value: Any, *, dtype: Any = None, device: Any = None) -> Any:
+    if isbox(fill_value):
+        return anp.full(x.shape, fill_value, dtype=dtype or x.dtype)
+    return _cnp.full_like(getval(x), fill_value, dtype=dtype, device=device)
+
+
+def linspace(start: Any, stop: Any, /, num: int, *, dtype: Any = None, device: Any = None,
+             endpoint: builtins.bool = True) -> Any:
+    if isbox(start) or isbox(stop):
+        return anp.linspace(start, stop, num, endpoint=endpoint, dtype=dtype)
+    return _cnp.linspace(start, stop, num, dtype=dtype, device=device, endpoint=endpoint)
+
+
+def meshgrid(*arrays: Any, indexing: str = "xy") -> list[Any]:
+    n = len(arrays)
+    shape = [a.shape[0] for a in arrays]
+    if indexing == "xy" and n > 1:
+        shape[0], shape[1] = shape[1], shape[0]
+    out = []
+    for i, a in enumerate(arrays):
+        axis = (1 - i if i < 2 else i) if indexing == "xy" and n > 1 else i
+        view = [1] * n
+        view[axis] = a.shape[0]
+        out.append(broadcast_to(anp.reshape(a, tuple(view)), tuple(shape)))
+    return out
+
+
+def tril(x: Any, /, *, k: int = 0) -> Any:
+    return anp.tril(x, k=k)
+
+
+def triu(x: Any, /, *, k: int = 0) -> Any:
+    return anp.triu(x, k=k)
+
+
+# --- dtypes --------------------------------------------------------------------------------
+
+
+def astype(x: Any, dtype: Any, /, *, copy: builtins.bool = True, device: Any = None) -> Any:
+    if isbox(x):
+        return x.astype(dtype)
+    return _cnp.astype(x, dtype, copy=copy, device=device)
+
+
+# --- manipulation --------------------------------------------------------------------------
+
+
+def _axes(axis: Any, ndim: int) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    return tuple(a % ndim if ndim else 0 for a in axes)
+
+
+def reshape(x: Any, /, shape: tuple[int, ...], *, copy: Any = None) -> Any:
+    return anp.reshape(x, shape)
+
+
+def broadcast_to(x: Any, /, shape: tuple[int, ...]) -> Any:
+    # autograd's broadcast_to cannot add leading axes; add them with a reshape first.
+    extra = len(shape) - x.ndim
+    if extra > 0:
+        x = anp.reshape(x, (1,) * extra + tuple(x.shape))
+    return x if tuple(x.shape) == tuple(shape) else anp.broadcast_to(x, tuple(shape))
+
+
+def broadcast_arrays(*arrays: Any) -> list[Any]:
+    shape = _np.broadcast_shapes(*(tuple(a.shape) for a in arrays))
+    return [broadcast_to(a, shape) for a in arrays]
+
+
+def concat(arrays: Sequence[Any], /, *, axis: int | None = 0) -> Any:
+    if axis is None:
+        return anp.concatenate([anp.reshape(a, (-1,)) for a in arrays], axis=0)
+    return anp.concatenate(list(arrays), axis=axis)
+
+
+def stack(arrays: Sequence[Any], /, *, axis: int = 0) -> Any:
+    return anp.stack(list(arrays), axis=axis)
+
+
+def unstack(x: Any, /, *, axis: int = 0) -> tuple[Any, ...]:
+    axis = axis % x.ndim
+    return tuple(x[(slice(None),) * axis + (i,)] for i in range(x.shape[axis]))
+
+
+def expand_dims(x: Any, /, *, axis: int = 0) -> Any:
+    return anp.expand_dims(x, axis)
+
+
+def squeeze(x: Any, /, axis: int | tuple[int, ...]) -> Any:
+    return anp.squeeze(x, axis)
+
+
+def permute_dims(x: Any, /, axes: tuple[int, ...]) -> Any:
+    return anp.transpose(x, tuple(axes))
+
+
+def matrix_transpose(x: Any, /) -> Any:
+    return anp.swapaxes(x, -1, -2)
+
+
+def moveaxis(x: Any, source: Any, destination: Any, /) -> Any:
+    return anp.moveaxis(x, source, destination)
+
+
+def flip(x: Any, /, *, axis: Any = None) -> Any:
+    axes = _axes(axis, x.ndim)
+    return x[tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(x.ndim))]
+
+
+def roll(x: Any, /, shift: Any, *, axis: Any = None) -> Any:
+    if isinstance(shift, int):
+        return anp.roll(x, shift, axis=axis)
+    for s, a in zip(shift, axis, strict=True):
+        x = anp.roll(x, s, axis=a)
+    return x
+
+
+def repeat(x: Any, repeats: Any, /, *, axis: int | None = None) -> Any:
+    return anp.repeat(x, getval(repeats), axis=axis)
+
+
+def tile(x: Any, repetitions: tuple[int, ...], /) -> Any:
+    return anp.tile(x, repetitions)
+
+
+# --- indexing and searching ----------------------------------------------------------------
+
+
+def take(x: Any, indices: Any, /, *, axis: int | None = None) -> Any:
+    indices = getval(indices)
+    if axis is None:
+        return x[indices]
+    return x[(slice(None),) * (axis % x.ndim) + (indices,)]
+
+
+def take_along_axis(x: Any, indices: Any, /, *, axis: int = -1) -> Any:
+    indices = getval(indices)
+    axis = axis % x.ndim
+    index = tuple(
+        indices if i == axis else
+        _np.arange(n).reshape((1,) * i + (n,) + (1,) * (x.ndim - i - 1))
+        for i, n in enumerate(x.shape)
+    )
+    return x[index]
+
+
+def where(condition: Any, x1: Any, x2: Any, /) -> Any:
+    return anp.where(getval(condition), x1, x2)
+
+
+def sort(x: Any, /, *, axis: int = -1, descending: builtins.bool = False,
+         stable: builtins.bool = True) -> Any:
+    order = _cnp.argsort(getval(x), axis=axis, descending=descending, stable=stable)
+    return take_along_axis(x, order, axis=axis)
+
+
+# --- reductions and statistics -------------------------------------------------------------
+
+
+def _over_axes(fn: Callable[..., Any], x: Any, axis: Any, keepdims: builtins.bool) -> Any:
+    """Reduce over a tuple of axes with ``fn(x, axis=-1)`` (autograd's prod takes one)."""
+    axes = _axes(axis, x.ndim)
+    rest = [i for i in range(x.ndim) if i not in axes]
+    moved = anp.transpose(x, (*rest, *axes))
+    flat = anp.reshape(moved, tuple(x.shape[i] for i in rest) + (-1,))
+    out = fn(flat, axis=-1)
+    if keepdims:
+        out = anp.reshape(out, tuple(1 if i in axes else n for i, n in enumerate(x.shape)))
+    return out
+
+
+def sum(x: Any, /, *, axis: Any = None, dtype: Any = None,
+        keepdims: builtins.bool = False) -> Any:
+    out = anp.sum(x, axis=axis, keepdims=keepdims)
+    return out if dtype is None else astype(out, dtype)
+
+
+def prod(x: Any, /, *, axis: Any = None, dtype: Any = None,
+         keepdims: builtins.bool = False) -> Any:
+    if x.ndim == 0:
+        out = x
+    elif isinstance(axis, int):
+        out = anp.prod(x, axis=axis, keepdims=keepdims)
+    else:
+        out = _over_axes(anp.prod, x, axis, keepdims)
+    return out if dtype is None else astype(out, dtype)
+
+
+def mean(x: Any, /, *, axis: Any = None, keepdims: builtins.bool = False) -> Any:
+    return anp.mean(x, axis=axis, keepdims=keepdims)
+
+
+def max(x: Any, /, *, axis: Any = None, keepdims: builtins.bool = False) -> Any:
+    return anp.max(x, axis=axis, keepdims=keepdims)
+
+
+def min(x: Any, /, *, axis: Any = None, keepdims: builtins.bool = False) -> Any:
+    return anp.min(x, axis=axis, keepdims=keepdims)
+
+
+def var(x: Any, /, *, axis: Any = None, correction: float = 0.0,
+        keepdims: builtins.bool = False) -> Any:
+    return anp.var(x, axis=axis, ddof=correction, keepdims=keepdims)
+
+
+def std(x: Any, /, *, axis: Any = None, correction: float = 0.0,
+        keepdims: builtins.bool = False) -> Any:
+    return anp.std(x, axis=axis, ddof=correction, keepdims=keepdims)
+
+
+def _cumulative(fn: Callable[..., Any], x: Any, axis: int | None, dtype: Any,
+                include_initial: builtins.bool, initial: int) -> Any:
+    if axis is None:
+        if x.ndim > 1:
+            raise ValueError("axis must be given for arrays with more than one dimension")
+        axis = 0
+    out = fn(x, axis=axis)
+    if include_initial:
+        shape = list(out.shape)
+        shape[axis] = 1
+        out = anp.concatenate([_np.full(shape, initial, dtype=out.dtype), out], axis=axis)
+    return out if dtype is None else astype(out, dtype)
+
+
+def cumulative_sum(x: Any, /, *, axis: int | None = None, dtype: Any = None,
+                   include_initial: builtins.bool = False) -> Any:
+    return _cumulative(anp.cumsum, x, axis, dtype, include_initial, 0)
+
+
+def cumulative_prod(x: Any, /, *, axis: int | None = None, dtype: Any = None,
+                    include_initial: builtins.bool = False) -> Any:
+    return _cumulative(anp.cumprod, x, axis, dtype, include_initial, 1)
+
+
+def diff(x: Any, /, *, axis: int = -1, n: int = 1, prepend: Any = None,
+         append: Any = None) -> Any:
+    if prepend is not None or append is not None:
+        parts = [p for p in (prepend, x, append) if p is not None]
+        x = anp.concatenate(parts, axis=axis)
+    return anp.diff(x, n=n, axis=axis)
+
+
+# --- linear algebra ------------------------------------------------------------------------
+
+
+def tensordot(x1: Any, x2: Any, /, *, axes: Any = 2) -> Any:
+    return anp.tensordot(x1, x2, axes)
+
+
+def vecdot(x1: Any, x2: Any, /, *, axis: int = -1) -> Any:
+    return anp.sum(anp.conj(x1) * x2, axis=axis)
+
+
+def _module(name: str, **functions: Any) -> Any:
+    import types
+
+    mod = types.ModuleType(f"{__name__}.{name}")
+    mod.__dict__.update(functions)
+    return mod
+
+
+def _diagonal(x: Any, /, *, offset: int = 0) -> Any:
+    return anp.diagonal(x, offset, -2, -1)
+
+
+def _matrix_norm(x: Any, /, *, keepdims: builtins.bool = False, ord: Any = "fro") -> Any:
+    return anp.linalg.norm(x, ord=ord, axis=(-2, -1), keepdims=keepdims)
+
+
+def _vector_norm(x: Any, /, *, axis: Any = None, keepdims: builtins.bool = False,
+                 ord: Any = 2) -> Any:
+    a = anp.abs(x)
+    if ord == math.inf:
+        return max(a, axis=axis, keepdims=keepdims)
+    if ord == -math.inf:
+        return min(a, axis=axis, keepdims=keepdims)
+    if ord == 0:
+        return _cnp.astype(_cnp.sum(getval(a) != 0, axis=axis, keepdims=keepdims),
+                           getval(a).dtype)
+    if ord == 2:
+        return anp.sqrt(anp.sum(a * a, axis=axis, keepdims=keepdims))
+    return anp.sum(a ** ord, axis=axis, keepdims=keepdims) ** (1.0 / ord)
+
+
+def _matrix_power(x: Any, n: int, /) -> Any:
+    if n < 0:
+        x, n = anp.linalg.inv(x), -n
+    out = broadcast_to(anp.eye(x.shape[-1], dtype=x.dtype), x.shape)
+    for _ in range(n):
+        out = anp.matmul(out, x)
+    return out
+
+
+def _cholesky(x: Any, /, *, upper: builtins.bool = False) -> Any:
+    low = anp.linalg.cholesky(x)
+    return anp.conj(matrix_transpose(low)) if upper else low
+
+
+def _eigh(x: Any, /) -> Any:
+    w, v = anp.linalg.eigh(x)
+    return _cnp.linalg.EighResult(w, v)
+
+
+def _slogdet(x: Any, /) -> Any:
+    sign, logabsdet = anp.linalg.slogdet(x)
+    return _cnp.linalg.SlogdetResult(sign, logabsdet)
+
+
+def _svd(x: Any, /, *, full_matrices: builtins.bool = True) -> Any:
+    u, s, vh = anp.linalg.svd(x, full_matrices=full_matrices)
+    return _cnp.linalg.SVDResult(u, s, vh)
+
+
+def _qr(x: Any, /, *, mode: str = "reduced") -> Any:
+    q, r = anp.linalg.qr(x, mode=mode)
+    return _cnp.linalg.QRResult(q, r)
+
+
+def _pinv(x: Any, /, *, rtol: Any = None) -> Any:
+    return anp.linalg.pinv(x) if rtol is None else anp.linalg.pinv(x, rtol=rtol)
+
+
+def _trace(x: Any, /, *, offset: int = 0, dtype: Any = None) -> Any:
+    return sum(_diagonal(x, offset=offset), axis=-1, dtype=dtype)
+
+
+def _outer(x1: Any, x2: Any, /) -> Any:
+    return anp.reshape(x1, (-1, 1)) * anp.reshape(x2, (1, -1))
+
+
+def _solve(x1: Any, x2: Any, /) -> Any:
+    if x2.ndim == 1:  # the standard: a 1-D x2 is one vector, whatever x1's batch shape
+        return anp.linalg.solve(x1, anp.reshape(x2, (-1, 1)))[..., 0]
+    return anp.linalg.solve(x1, x2)
+
+
+linalg = _module(
+    "linalg",
+    cholesky=_cholesky, cross=lambda x1, x2, /, *, axis=-1: anp.cross(x1, x2, axis=axis),
+    det=anp.linalg.det, diagonal=_diagonal, eigh=_eigh,
+    eigvalsh=lambda x, /: anp.linalg.eigh(x)[0], inv=anp.linalg.inv, matmul=anp.matmul,
+    matrix_norm=_matrix_norm, matrix_power=_matrix_power,
+    matrix_rank=_unboxed(_cnp.linalg.matrix_rank), matrix_transpose=matrix_transpose,
+    outer=_outer, pinv=_pinv, qr=_qr, slogdet=_slogdet, solve=_solve, svd=_svd,
+    svdvals=lambda x, /: anp.linalg.svd(x, compute_uv=False), tensordot=tensordot,
+    trace=_trace, vecdot=vecdot, vector_norm=_vector_norm,
+)
+
+
+def _fft_fn(name: str) -> Callable[..., Any]:
+    fn = getattr(anp.fft, name)
+
+    def call(x: Any, /, *, n: Any = None, s: Any = None, axis: int = -1, axes: Any = None,
+             norm: str = "backward") -> Any:
+        if name.endswith("n"):
+            return fn(x, s=s, axes=axes, norm=norm)
+        return fn(x, n=n, axis=axis, norm=norm)
+
+    call.__name__ = name
+    return call
+
+
+fft = _module(
+    "fft",
+    **{name: _fft_fn(name) for name in
+       ("fft", "ifft", "fftn", "ifftn", "rfft", "irfft", "rfftn", "irfftn", "hfft", "ihfft")},
+    fftfreq=_unboxed(_cnp.fft.fftfreq), rfftfreq=_unboxed(_cnp.fft.rfftfreq),
+    fftshift=lambda x, /, *, axes=None: anp.fft.fftshift(x, axes),
+    ifftshift=lambda x, /, *, axes=None: anp.fft.ifftshift(x, axes),
+)
+
+
+def _array_namespace(self: Any, *, api_version: str | None = None) -> Any:
+    import sys
+
+    return sys.modules[__name__]
+
+
+# autograd's own ArrayBox.__array_namespace__ returns autograd.numpy, which is not an
+# Array API namespace (no concat, permute_dims, ...); point array_namespace() here.
+ArrayBox.__array_namespace__ = _array_namespace

@@ -1,0 +1,116 @@
+"""unijax backend plugin for JAX.
+
+JAX has every transform natively, so unijax delegates grad, vmap, jit, ... to it (the
+conformance suite checks that they agree with the engine). Loading the namespace enables
+x64 when the default float dtype is float64, and replays unijax's pytree registrations
+into ``jax.tree_util`` so the same classes work under JAX's own transforms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import metadata
+from typing import Any
+
+from unijax.extend import Backend, Capabilities, NativeTransforms, hookimpl
+
+_NATIVE = frozenset(NativeTransforms.__dataclass_fields__)
+
+
+_loaded: list[bool] = []  # non-empty once unijax uses JAX; until then JAX is the user's
+
+
+def _enable_x64_if_asked(name: str, value: Any) -> None:
+    # JAX silently computes float32 without x64; never do that when float64 was asked.
+    # x64 is only ever switched on: other threads may still want float64.
+    if not _loaded or name not in ("default_float_dtype", "*"):
+        return
+    from unijax import default_float_dtype
+    from unijax.errors import ConfigError
+
+    try:
+        wanted = value or default_float_dtype()
+    except ConfigError:
+        return  # reported where the option is used
+    if wanted == "float64":
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            jax.config.update("jax_enable_x64", True)
+
+
+def _load_namespace() -> Any:
+    import jax.numpy as jnp
+
+    from unijax import tree_util
+
+    _loaded.append(True)
+    _enable_x64_if_asked("*", None)
+    tree_util._replay_into_jax()
+    return jnp
+
+
+def _load_native() -> NativeTransforms:
+    import jax
+
+    return NativeTransforms(
+        grad=jax.grad, value_and_grad=jax.value_and_grad, jvp=jax.jvp, vjp=jax.vjp,
+        jacfwd=jax.jacfwd, jacrev=jax.jacrev, hessian=jax.hessian, vmap=jax.vmap,
+        jit=jax.jit, custom_vjp=jax.custom_vjp, custom_jvp=jax.custom_jvp,
+        stop_gradient=jax.lax.stop_gradient,
+    )
+
+
+def _devices() -> Sequence[Any]:
+    import jax
+
+    return tuple(jax.devices())
+
+
+def _device_kind(x: Any) -> str:
+    try:
+        return str(next(iter(x.devices())).platform)
+    except Exception:  # a JAX tracer has no devices; it computes where JAX puts it
+        return _default_device_kind()
+
+
+def _default_device_kind() -> str:
+    import jax
+
+    return str(jax.devices()[0].platform)
+
+
+def _parse_device(device: Any) -> Any:
+    # Accept the "platform:id" spelling unijax shows (e.g. "cpu:0", "gpu:1").
+    if isinstance(device, str):
+        for d in _devices():
+            if device in (f"{d.platform}:{d.id}", str(d)):
+                return d
+    return device
+
+
+@hookimpl
+def unijax_backend() -> Backend:
+    """JAX arrays; every transform is JAX's own."""
+    return Backend(
+        name="jax",
+        array_modules=("jax", "jaxlib"),
+        requires=("jax", "jaxlib"),
+        install_hint='pip install "unijax[jax]"',
+        load_namespace=_load_namespace,
+        capabilities=Capabilities(native=_NATIVE, mutable_arrays=False),
+        load_native=_load_native,
+        devices=_devices,
+        version=lambda: metadata.version("jax"),
+        extras={
+            "device_kind": _device_kind,
+            "default_device_kind": _default_device_kind,
+            "parse_device": _parse_device,
+        },
+    )
+
+
+@hookimpl
+def unijax_configure(config: Any) -> None:
+    """Follow later changes of the default float dtype (see ``_enable_x64_if_asked``)."""
+    config.subscribe(_enable_x64_if_asked)

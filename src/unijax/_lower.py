@@ -1,0 +1,259 @@
+"""Running a staged :class:`~unijax._ir.Program` with a concrete namespace ``xp``.
+
+Two lowerings, both ``lower(program, xp) -> callable(*flat_inputs) -> list of outputs``
+(the signature of a backend plugin's ``compiler`` hook):
+
+* :func:`interpret` walks the equations, calling ``prim.impl_for(xp)`` for each. It works
+  for any program and is the fallback for a backend without a compiler.
+* :func:`compile_python` generates straight-line Python source, one line per equation
+  calling the namespace function directly, and ``exec``\\ s it, so the engine's dispatch
+  (tracers, ``bind``, rule lookup, even the interpreter loop) is gone at run time. NumPy's
+  plugin uses it as its compiler.
+
+Outputs that are program constants are returned as copies: the program keeps its
+constants for every later call, so handing out the stored array would let a caller that
+writes into its result corrupt the next call's result.
+"""
+
+from __future__ import annotations
+
+import builtins
+import itertools
+import keyword
+import math
+from typing import Any, Protocol
+
+from unijax._ir import Atom, Literal, Program, Var, var_names
+
+__all__ = ["Executable", "compile_python", "interpret"]
+
+
+class Executable(Protocol):
+    """What a lowering returns: ``executable(*flat_inputs) -> list of outputs``."""
+
+    program: Program
+    #: The generated Python source, or ``None`` for the interpreter.
+    source: str | None
+
+    def __call__(self, *args: Any) -> list[Any]: ...
+
+
+# --- the interpreter ------------------------------------------------------------------------
+
+
+_GENERAL, _UNARY, _BINARY = 0, 1, 2
+
+
+class Interpreted:
+    """A program run by walking its equations (see :func:`interpret`)."""
+
+    __slots__ = ("_copy", "_env", "_n_inputs", "_outputs", "_steps", "program", "source")
+
+    def __init__(self, program: Program, xp: Any) -> None:
+        self.program = program
+        self.source: str | None = None
+        # Every value lives in a slot of one list: inputs first, then constants and
+        # literals (filled once, here), then equation outputs. Each call copies the list
+        # and indexes it, which is cheaper than hashing vars into a dict.
+        slots: dict[Any, int] = {v: i for i, v in enumerate(program.inputs)}
+        env: list[Any] = [None] * len(program.inputs)
+
+        def slot(atom: Atom) -> int:
+            key = atom if isinstance(atom, Var) else ("literal", id(atom), atom)
+            i = slots.get(key)
+            if i is None:
+                i = slots[key] = len(env)
+                env.append(atom.value if isinstance(atom, Literal)
+                           else program.constants.get(atom))
+            return i
+
+        for v in program.constants:
+            slot(v)
+        # Resolve every implementation now: a missing function fails at compile time, and
+        # each call does no lookups. Common shapes of call get their own step kind: a
+        # generic ``fn(*[...], **params)`` costs more than the NumPy op on small arrays.
+        self._steps: list[tuple[int, Any, Any, Any, dict[str, Any], Any]] = []
+        for eqn in program.equations:
+            fn = eqn.primitive.impl_for(xp)
+            ins = [slot(a) for a in eqn.inputs]
+            outs = [slot(v) for v in eqn.outputs]
+            if eqn.primitive.multiple_results:
+                self._steps.append((_GENERAL, fn, ins, None, eqn.params, outs))
+            elif len(ins) == 1:
+                self._steps.append((_UNARY, fn, ins[0], None, eqn.params, outs[0]))
+            elif len(ins) == 2 and not eqn.params:
+                self._steps.append((_BINARY, fn, ins[0], ins[1], eqn.params, outs[0]))
+            else:
+                self._steps.append((_GENERAL, fn, ins, None, eqn.params, outs[0]))
+        self._outputs = [(slot(a), isinstance(a, Var) and a in program.constants)
+                         for a in program.outputs]
+        self._env = env
+        self._n_inputs = len(program.inputs)
+        self._copy = xp.asarray
+
+    def __call__(self, *args: Any) -> list[Any]:
+        if len(args) != self._n_inputs:
+            raise TypeError(f"the program takes {self._n_inputs} inputs, got {len(args)}")
+        env = self._env.copy()
+        env[: self._n_inputs] = args
+        for kind, fn, a, b, params, out in self._steps:
+            if kind == _BINARY:
+                env[out] = fn(env[a], env[b])
+            elif kind == _UNARY:
+                env[out] = fn(env[a], **params) if params else fn(env[a])
+            elif isinstance(out, list):  # multiple results
+                for i, o in zip(out, fn(*[env[i] for i in a], **params), strict=True):
+                    env[i] = o
+            else:
+                env[out] = fn(*[env[i] for i in a], **params)
+        return [self._copy(env[i], copy=True) if constant else env[i]
+                for i, constant in self._outputs]
+
+
+def interpret(program: Program, xp: Any) -> Interpreted:
+    """Run ``program`` with namespace ``xp`` by walking its equations.
+
+    Args:
+        program: The program.
+        xp: The concrete Array-API namespace to compute with.
+
+    Returns:
+        A callable ``f(*flat_inputs) -> list of outputs`` (``f.source`` is ``None``).
+
+    Example:
+        >>> import numpy as np
+        >>> import array_api_compat.numpy as xp
+        >>> from unijax._namespace import array_functions as ops
+        >>> from unijax._staging import stage
+        >>> program, _ = stage(lambda xs: [ops.sin(xs[0]) * xs[1]], [np.zeros(2), 2.0])
+        >>> interpret(program, xp)(np.asarray([0.0, np.pi / 2]), 3.0)
+        [array([0., 3.])]
+    """
+    return Interpreted(program, xp)
+
+
+# --- the Python code generator --------------------------------------------------------------
+
+_RESERVED = frozenset(dir(builtins)) | {"xp"}
+_compile_ids = itertools.count()
+
+
+def _source_literal(value: Any) -> str | None:
+    """Source text that evaluates to an equal value of the same type, or ``None``."""
+    tp = type(value)
+    if value is None or tp is bool or tp is int or tp is str:
+        return repr(value)
+    if tp is float:
+        return repr(value) if math.isfinite(value) else None
+    if tp is complex:
+        # Not repr(value): "-0j" evaluates to (-0-0j), losing the real part's sign.
+        if math.isfinite(value.real) and math.isfinite(value.imag):
+            return f"complex({value.real!r}, {value.imag!r})"
+        return None
+    if tp is tuple or tp is list:
+        parts = [_source_literal(v) for v in value]
+        if any(p is None for p in parts):
+            return None
+        text = ", ".join(parts)  # type: ignore[arg-type]
+        if tp is tuple:
+            return f"({text}{',' if len(parts) == 1 else ''})"
+        return f"[{text}]"
+    if tp is slice:
+        parts = [_source_literal(v) for v in (value.start, value.stop, value.step)]
+        if any(p is None for p in parts):
+            return None
+        return f"slice({', '.join(parts)})"  # type: ignore[arg-type]
+    return None
+
+
+class _Globals:
+    """The generated function's globals: values without a literal form get a name."""
+
+    def __init__(self, xp: Any) -> None:
+        self.namespace: dict[str, Any] = {"xp": xp, "__builtins__": builtins}
+        self._by_id: dict[int, str] = {}
+        self._count = itertools.count()
+
+    def bind(self, value: Any, prefix: str) -> str:
+        name = self._by_id.get(id(value))
+        if name is None:
+            name = self._by_id[id(value)] = f"_{prefix}{next(self._count)}"
+            self.namespace[name] = value
+        return name
+
+    def value(self, value: Any) -> str:
+        text = _source_literal(value)
+        return text if text is not None else self.bind(value, "p")
+
+
+def _function_text(eqn_prim: Any, xp: Any, glob: _Globals) -> str:
+    impl = eqn_prim.impl_for(xp)  # resolves (and validates) the function now
+    if eqn_prim.custom_impl is None:
+        return f"xp.{eqn_prim.namespace}.{eqn_prim.name}" if eqn_prim.namespace \
+            else f"xp.{eqn_prim.name}"
+    return glob.bind(impl, "impl_" + eqn_prim.qualname.replace(".", "_") + "_")
+
+
+def compile_python(program: Program, xp: Any, *, name: str = "compiled") -> Any:
+    """Generate and ``exec`` straight-line Python source that runs ``program`` with ``xp``.
+
+    Each equation becomes one line calling the namespace function directly
+    (``c = xp.sin(a)``). Params are written as literals where ``repr`` round-trips and
+    bound as globals otherwise; constants are globals ``c0, c1, ...``.
+
+    Args:
+        program: The program.
+        xp: The concrete Array-API namespace the code calls.
+        name: The generated function's name (shown in tracebacks).
+
+    Returns:
+        The generated function ``f(*flat_inputs) -> list of outputs``, with the source
+        in ``f.source`` and the program in ``f.program``.
+
+    Example:
+        >>> import numpy as np
+        >>> import array_api_compat.numpy as xp
+        >>> from unijax._namespace import array_functions as ops
+        >>> from unijax._staging import stage
+        >>> program, _ = stage(lambda xs: [ops.exp(ops.sin(xs[0]) * xs[1])],
+        ...                    [np.zeros(3), 2.0])
+        >>> f = compile_python(program, xp)
+        >>> print(f.source, end="")
+        def compiled(a, b):
+            c = xp.sin(a)
+            d = xp.multiply(c, b)
+            e = xp.exp(d)
+            return [e]
+        >>> f(np.zeros(3), 1.0)
+        [array([1., 1., 1.])]
+    """
+    fn_name = name if name.isidentifier() and not keyword.iskeyword(name) else "compiled"
+    names = var_names(program, reserved=_RESERVED | {fn_name})
+    glob = _Globals(xp)
+    for var, value in program.constants.items():
+        glob.namespace[names[var]] = value
+
+    def atom(a: Atom) -> str:
+        return names[a] if isinstance(a, Var) else glob.value(a.value)
+
+    args = ", ".join(names[v] for v in program.inputs)
+    lines = [f"def {fn_name}({args}):"]
+    for eqn in program.equations:
+        operands = [atom(a) for a in eqn.inputs]
+        operands += [f"{k}={glob.value(v)}" for k, v in eqn.params.items()]
+        call = f"{_function_text(eqn.primitive, xp, glob)}({', '.join(operands)})"
+        targets = ", ".join(names[v] for v in eqn.outputs)
+        if eqn.primitive.multiple_results and len(eqn.outputs) == 1:
+            targets += ","
+        lines.append(f"    {targets} = {call}")
+    results = [f"xp.asarray({names[a]}, copy=True)"
+               if isinstance(a, Var) and a in program.constants else atom(a)
+               for a in program.outputs]
+    lines.append(f"    return [{', '.join(results)}]")
+    source = "\n".join(lines) + "\n"
+    code = compile(source, f"<unijax {fn_name} #{next(_compile_ids)}>", "exec")
+    exec(code, glob.namespace)
+    fn = glob.namespace[fn_name]
+    fn.source = source
+    fn.program = program
+    return fn

@@ -1,0 +1,19 @@
+"""Primitives of the Array API standard and their rules, one module per family.
+
+Importing this package registers every primitive, its traced-namespace function and its
+JVP, VJP and batching rules.
+"""
+
+from unijax.rules import (  # noqa: F401
+    control,
+    creation,
+    data_types,
+    elementwise,
+    indexing,
+    joining,
+    linalg,
+    linalg_solve,
+    manipulation,
+    reductions,
+    searching,
+)

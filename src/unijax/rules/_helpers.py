@@ -1,0 +1,250 @@
+"""Registrars and helpers shared by the rule families.
+
+The registrars turn the common shapes of rule into one line per primitive:
+:func:`unary` and :func:`binary` for elementwise functions given their partial
+derivatives, :func:`linear_unary` for functions that are their own derivative map
+(``reshape``, ``negative``), and :func:`nondiff` for functions without derivatives.
+Derivatives are written with :data:`ops` (the traced array functions), so they are
+themselves differentiable: second and higher derivatives come for free. Rules call
+``ops.multiply(a, b)`` rather than ``a * b`` wherever ``a`` may be a concrete array: some
+libraries (array-api-strict) raise instead of returning ``NotImplemented`` when the
+right operand is a tracer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from unijax._batching import bdim_to_front
+from unijax._core import Primitive, Tracer
+from unijax._dtypes import is_complex
+from unijax._namespace import array_functions as ops
+from unijax._registry import (
+    def_api,
+    def_batch,
+    def_jvp,
+    def_nondifferentiable,
+    def_vjp,
+)
+
+__all__ = [
+    "binary",
+    "elementwise_batch",
+    "fit",
+    "linear_unary",
+    "ndim_of",
+    "nondiff",
+    "ops",
+    "shape_of",
+    "unary",
+    "unbroadcast",
+]
+
+Deriv = Callable[..., Any]
+
+
+def shape_of(x: Any) -> tuple[int, ...]:
+    """The shape of an array, tracer or Python scalar (``()``)."""
+    return tuple(x.shape) if hasattr(x, "shape") else ()
+
+
+def ndim_of(x: Any) -> int:
+    """The rank of an array, tracer or Python scalar (0)."""
+    return len(x.shape) if hasattr(x, "shape") else 0
+
+
+def unbroadcast(ct: Any, x: Any) -> Any:
+    """Reduce a cotangent of a broadcast result back to the shape and dtype of ``x``."""
+    shape = shape_of(x)
+    ct_shape = shape_of(ct)
+    if ct_shape != shape:
+        lead = len(ct_shape) - len(shape)
+        axes = tuple(range(lead)) + tuple(
+            lead + i for i, d in enumerate(shape) if d == 1 and ct_shape[lead + i] != 1
+        )
+        if axes:
+            ct = ops.sum(ct, axis=axes, keepdims=True)
+        if lead or shape_of(ct) != shape:
+            ct = ops.reshape(ct, shape)
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and ct.dtype != dtype:
+        ct = _real_part_for(ct, dtype)
+    return ct
+
+
+def _real_part_for(ct: Any, dtype: Any) -> Any:
+    # A real input that met complex values gets the real part of its cotangent (JAX's rule).
+    if is_complex(ct.dtype) and not is_complex(dtype):
+        ct = ops.real(ct)
+    return ops.astype(ct, dtype) if ct.dtype != dtype else ct
+
+
+def fit(t: Any, out: Any) -> Any:
+    """Broadcast a tangent to the output's shape and cast it to the output's dtype."""
+    if shape_of(t) != shape_of(out):
+        t = ops.broadcast_to(t, shape_of(out))
+    if t.dtype != out.dtype:
+        t = ops.astype(t, out.dtype)
+    return t
+
+
+def elementwise_batch(prim: Primitive) -> Callable[..., Any]:
+    """The batching rule of a broadcasting elementwise function."""
+
+    def rule(args: tuple[Any, ...], bdims: tuple[int | None, ...], **params: Any) -> Any:
+        rank = max(ndim_of(a) - (b is not None) for a, b in zip(args, bdims, strict=True))
+        moved = []
+        for a, b in zip(args, bdims, strict=True):
+            if b is not None:
+                a = bdim_to_front(a, b)
+                missing = rank - (ndim_of(a) - 1)
+                if missing:
+                    shape = shape_of(a)
+                    a = ops.reshape(a, (shape[0],) + (1,) * missing + shape[1:])
+            moved.append(a)
+        return prim.bind(*moved, **params), 0
+
+    return rule
+
+
+def unary(name: str, deriv: Deriv | None, *, namespace: str = "") -> Primitive:
+    """Define an elementwise unary primitive ``name`` with derivative ``deriv(x, out)``.
+
+    ``deriv`` of ``None`` declares the function non-differentiable (derivative zero).
+    """
+    prim = Primitive(name, namespace=namespace)
+
+    @def_api(name, namespace)
+    def api(x: Any, /) -> Any:
+        return prim.bind(x)
+
+    api.__name__ = api.__qualname__ = name
+    def_batch(prim, lambda args, bdims: (prim.bind(args[0]), bdims[0]))
+    if deriv is None:
+        def_nondifferentiable(prim)
+        return prim
+
+    def jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
+        (x,), (x_dot,) = primals, tangents
+        out = prim.bind(x)
+        return out, fit(ops.multiply(x_dot, deriv(x, out)), out)
+
+    def vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: tuple[bool, ...]) -> Any:
+        (x,) = primals
+        return (unbroadcast(ops.multiply(ct, deriv(x, out)), x),)
+
+    def_jvp(prim, jvp)
+    def_vjp(prim, vjp)
+    return prim
+
+
+def linear_unary(name: str, *, namespace: str = "", **defaults: Any) -> Primitive:
+    """Define a primitive that is linear in its one array argument (params keyword-only).
+
+    Its JVP applies the primitive to the tangent; its VJP must be registered separately
+    because the transpose differs per function.
+    """
+    prim = Primitive(name, namespace=namespace)
+
+    def jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...], **params: Any) -> Any:
+        return prim.bind(primals[0], **params), prim.bind(tangents[0], **params)
+
+    def_jvp(prim, jvp)
+    return prim
+
+
+def binary(name: str, dx: Deriv | None, dy: Deriv | None, *, namespace: str = "",
+           linear: tuple[int, int] | None = None) -> Primitive:
+    """Define a broadcasting binary primitive with partials ``dx(x, y, out)``/``dy(...)``.
+
+    ``linear=(a, b)`` marks ``out = a*x + b*y`` (``add``: ``(1, 1)``, ``subtract``:
+    ``(1, -1)``), whose rules need no multiplications by ones.
+    """
+    prim = Primitive(name, namespace=namespace)
+
+    @def_api(name, namespace)
+    def api(x1: Any, x2: Any, /) -> Any:
+        return prim.bind(x1, x2)
+
+    api.__name__ = api.__qualname__ = name
+    def_batch(prim, elementwise_batch(prim))
+    if dx is None and dy is None and linear is None:
+        def_nondifferentiable(prim)
+        return prim
+
+    if linear is not None:
+        a, b = linear
+
+        def lin_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
+            out = prim.bind(*primals)
+            x_dot, y_dot = tangents
+            if y_dot is not None and b == -1:
+                y_dot = ops.negative(y_dot)
+            if x_dot is None:
+                return out, fit(y_dot, out)
+            if y_dot is None:
+                return out, fit(x_dot, out)
+            return out, fit(ops.add(x_dot, y_dot), out)
+
+        def lin_vjp(ct: Any, primals: tuple[Any, ...], out: Any,
+                    needs: tuple[bool, ...]) -> Any:
+            x, y = primals
+            ct_x = unbroadcast(ct, x) if needs[0] else None
+            ct_y = None
+            if needs[1]:
+                ct_y = unbroadcast(ops.negative(ct) if b == -1 else ct, y)
+            return ct_x, ct_y
+
+        def_jvp(prim, lin_jvp)
+        def_vjp(prim, lin_vjp)
+        return prim
+
+    def jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
+        x, y = primals
+        x_dot, y_dot = tangents
+        out = prim.bind(x, y)
+        t = None
+        if x_dot is not None and dx is not None:
+            t = ops.multiply(x_dot, dx(x, y, out))
+        if y_dot is not None and dy is not None:
+            term = ops.multiply(y_dot, dy(x, y, out))
+            t = term if t is None else ops.add(t, term)
+        return out, None if t is None else fit(t, out)
+
+    def vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: tuple[bool, ...]) -> Any:
+        x, y = primals
+        ct_x = unbroadcast(ops.multiply(ct, dx(x, y, out)), x) if needs[0] and dx else None
+        ct_y = unbroadcast(ops.multiply(ct, dy(x, y, out)), y) if needs[1] and dy else None
+        return ct_x, ct_y
+
+    def_jvp(prim, jvp)
+    def_vjp(prim, vjp)
+    return prim
+
+
+def nondiff(name: str, *, namespace: str = "", batch: Callable[..., Any] | None = None,
+            nargs: int = 1) -> Primitive:
+    """Define a non-differentiable elementwise primitive (comparisons, ``floor``, ...)."""
+    prim = Primitive(name, namespace=namespace)
+    if nargs == 1:
+
+        @def_api(name, namespace)
+        def api(x: Any, /) -> Any:
+            return prim.bind(x)
+
+    else:
+
+        @def_api(name, namespace)
+        def api(x1: Any, x2: Any, /) -> Any:  # type: ignore[misc]
+            return prim.bind(x1, x2)
+
+    api.__name__ = api.__qualname__ = name
+    def_nondifferentiable(prim)
+    def_batch(prim, batch or elementwise_batch(prim))
+    return prim
+
+
+def is_tracer(x: Any) -> bool:
+    """Whether ``x`` is a unijax tracer."""
+    return isinstance(x, Tracer)

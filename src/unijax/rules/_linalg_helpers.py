@@ -1,0 +1,150 @@
+"""Helpers shared by the linear-algebra and FFT rule modules.
+
+Besides small array helpers (conjugation that skips real arrays, constant identity and
+mask matrices made on the concrete backend), two rule builders live here:
+
+* :func:`composite_rules` gives a primitive the derivatives of a definition written with
+  other primitives (norms, ``matrix_power``), so the backend's own routine computes the
+  value while the derivative is exactly that of the textbook formula.
+* :func:`transpose_of_jvp` gives the VJP of a primitive whose JVP is a known linear map of
+  the tangents (SVD, QR, pseudo-inverse) by transposing that map, as JAX does. The map is
+  recorded on a small tape and run backwards, so no hand-derived transpose can drift from
+  the JVP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from unijax._batching import bdim_to_front
+from unijax._core import Primitive, base_value, namespace_for_value
+from unijax._dtypes import is_complex
+from unijax.rules._helpers import ndim_of, ops, shape_of
+
+__all__ = [
+    "add",
+    "composite_rules",
+    "conj",
+    "constant",
+    "eye_like",
+    "hermitian",
+    "matrix_batch",
+    "pad_front",
+    "transpose_of_jvp",
+]
+
+
+def add(a: Any, b: Any) -> Any:
+    """Sum of two optional (``None`` = symbolic zero) terms."""
+    if a is None:
+        return b
+    return a if b is None else a + b
+
+
+def conj(x: Any) -> Any:
+    """Complex conjugate; real arrays are returned unchanged (no op recorded)."""
+    return ops.conj(x) if is_complex(x.dtype) else x
+
+
+def hermitian(x: Any) -> Any:
+    """Conjugate transpose of the last two axes."""
+    return conj(ops.matrix_transpose(x))
+
+
+def pad_front(x: Any, rank: int) -> Any:
+    """Reshape a batch-first ``x`` to ``rank`` axes by inserting ones after the batch axis."""
+    shape = shape_of(x)
+    missing = rank - len(shape)
+    if missing <= 0:
+        return x
+    return ops.reshape(x, (shape[0],) + (1,) * missing + shape[1:])
+
+
+def _concrete(like: Any) -> tuple[Any, Any]:
+    base = base_value(like)
+    from array_api_compat import device
+
+    return namespace_for_value(base), device(base)
+
+
+def constant(like: Any, make: Callable[[Any], Any]) -> Any:
+    """A constant array ``make(xp)`` on ``like``'s backend and device, in ``like``'s dtype.
+
+    Constants are made with the concrete namespace, so no transform records them.
+    """
+    xp, dev = _concrete(like)
+    value = make(xp)
+    value = xp.asarray(value, device=dev) if hasattr(value, "shape") else value
+    return xp.astype(value, like.dtype) if value.dtype != like.dtype else value
+
+
+def eye_like(like: Any, n: int, m: int | None = None, k: int = 0) -> Any:
+    """The identity-like ``eye(n, m, k=k)`` in ``like``'s dtype, as a constant."""
+    xp, dev = _concrete(like)
+    return xp.eye(n, m, k=k, dtype=like.dtype, device=dev)
+
+
+def matrix_batch(prim: Primitive) -> Callable[..., Any]:
+    """Batching rule of a one-operand function of the last two axes (params passed on).
+
+    A batch axis among the leading axes is left where it is; otherwise it moves to the
+    front, which costs nothing for these functions.
+    """
+
+    def rule(args: tuple[Any, ...], bdims: tuple[Any, ...], **params: Any) -> Any:
+        (x,), (b,) = args, bdims
+        if b >= ndim_of(x) - 2:
+            x, b = bdim_to_front(x, b), 0
+        out = prim.bind(x, **params)
+        if prim.multiple_results:
+            return out, (b,) * len(out)
+        return out, b
+
+    return rule
+
+
+def composite_rules(prim: Primitive, definition: Callable[..., Any]) -> None:
+    """Register JVP and VJP rules for ``prim`` as the derivatives of ``definition``.
+
+    ``definition(*arrays, **params)`` computes the same value as ``prim`` with other
+    traced functions. Forward values still come from ``prim`` (the backend's routine);
+    only the derivatives are traced through the definition, so they agree with JAX's
+    compositional definitions, ties and kinks included.
+    """
+    from unijax._ad import jvp_flat, vjp_flat
+    from unijax._registry import def_jvp, def_vjp
+
+    def jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...], **params: Any) -> Any:
+        out = prim.bind(*primals, **params)
+        ts = [ops.zeros_like(p) if t is None else t
+              for p, t in zip(primals, tangents, strict=True)]
+        _, (out_dot,) = jvp_flat(lambda xs: [definition(*xs, **params)], primals, ts)
+        return out, out_dot
+
+    def vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: tuple[bool, ...],
+            **params: Any) -> Any:
+        _, backward = vjp_flat(lambda xs: [definition(*xs, **params)], primals)
+        return tuple(c if n else None for c, n in zip(backward([ct]), needs, strict=True))
+
+    def_jvp(prim, jvp)
+    def_vjp(prim, vjp)
+
+
+def transpose_of_jvp(tangent_map: Callable[[Sequence[Any]], Sequence[Any]],
+                     primals: Sequence[Any], cts: Sequence[Any]) -> list[Any]:
+    """Apply the transpose of the linear ``tangent_map`` (input tangents -> output tangents).
+
+    Args:
+        tangent_map: Linear in its argument, a list with one tangent per primal.
+        primals: Shapes and dtypes of the tangents (values are not used).
+        cts: One cotangent per output of ``tangent_map`` (``None``: zero).
+
+    Returns:
+        One cotangent per primal.
+    """
+    from unijax._ad import vjp_flat
+
+    zeros = [ops.zeros_like(p) for p in primals]
+    _, backward = vjp_flat(lambda ts: list(tangent_map(ts)), zeros)
+    return backward(list(cts))

@@ -1,0 +1,384 @@
+"""Options, their sources (env, config file, setters, contexts) and their errors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import unijax
+from unijax import _config, _plugins
+from unijax.errors import ConfigError, UnknownBackendError
+
+ENV_VARS = [opt.env for opt in _config.config.options()] + [_config.CONFIG_ENV]
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """No env var, no config file, no runtime setting leaks into or out of a test."""
+    for var in ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    _config._reset()
+    yield
+    _config._reset()
+
+
+def _runtime_state() -> dict[str, object]:
+    return dict(_config._runtime)
+
+
+def write_pyproject(folder: Path, body: str) -> Path:
+    path = folder / "pyproject.toml"
+    path.write_text(body)
+    return path
+
+
+# --- the table --------------------------------------------------------------------------
+
+
+def test_options_table_has_every_option_with_env_var_and_help():
+    options = {opt.name: opt for opt in unijax.config.options()}
+    assert set(options) == {"backend", "default_float_dtype", "plugins",
+                            "disable_plugin_autoload", "jit_cache_size"}
+    for opt in options.values():
+        assert opt.env == "UNIJAX_" + opt.name.upper()
+        assert opt.help
+
+
+def test_read_defaults_when_nothing_is_set():
+    read = unijax.config.read
+    assert read("backend") is None
+    assert read("default_float_dtype") == "float64"
+    assert read("plugins") is None
+    assert read("disable_plugin_autoload") is False
+    assert read("jit_cache_size") == 256
+    assert unijax.default_float_dtype() == "float64"
+
+
+# --- environment variables ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("var", "raw", "name", "expected"), [
+    ("UNIJAX_BACKEND", "jax", "backend", "jax"),
+    ("UNIJAX_DEFAULT_FLOAT_DTYPE", "Float32", "default_float_dtype", "float32"),
+    ("UNIJAX_PLUGINS", "numpy, jax", "plugins", ("numpy", "jax")),
+    ("UNIJAX_PLUGINS", "", "plugins", None),
+    ("UNIJAX_DISABLE_PLUGIN_AUTOLOAD", "yes", "disable_plugin_autoload", True),
+    ("UNIJAX_DISABLE_PLUGIN_AUTOLOAD", "0", "disable_plugin_autoload", False),
+    ("UNIJAX_JIT_CACHE_SIZE", "12", "jit_cache_size", 12),
+])
+def test_env_var_sets_option(monkeypatch, var, raw, name, expected):
+    monkeypatch.setenv(var, raw)
+    _config.reload()
+    assert unijax.config.read(name) == expected
+
+
+@pytest.mark.parametrize(("var", "raw", "choices"), [
+    ("UNIJAX_DEFAULT_FLOAT_DTYPE", "float16", "'float64', 'float32'"),
+    ("UNIJAX_JIT_CACHE_SIZE", "-3", "non-negative integer"),
+    ("UNIJAX_JIT_CACHE_SIZE", "lots", "non-negative integer"),
+    ("UNIJAX_DISABLE_PLUGIN_AUTOLOAD", "maybe", "1/true/yes/on"),
+    ("UNIJAX_PLUGINS", "numpy,9bad", "comma-separated list"),
+    ("UNIJAX_BACKEND", "no such", "backend name"),
+])
+def test_env_invalid_value_raises_config_error(monkeypatch, var, raw, choices):
+    monkeypatch.setenv(var, raw)
+    _config.reload()
+    name = var.removeprefix("UNIJAX_").lower()
+    with pytest.raises(ConfigError) as info:
+        unijax.config.read(name)
+    assert isinstance(info.value, ValueError)
+    text = str(info.value)
+    assert f"environment variable {var}" in text
+    assert repr(raw) in text
+    assert choices in text
+    assert f"Set {var} to a valid value or unset it" in text
+
+
+def test_env_is_read_once_until_reload(monkeypatch):
+    monkeypatch.setenv("UNIJAX_JIT_CACHE_SIZE", "5")
+    _config.reload()
+    assert unijax.config.read("jit_cache_size") == 5
+    monkeypatch.setenv("UNIJAX_JIT_CACHE_SIZE", "6")
+    assert unijax.config.read("jit_cache_size") == 5
+    unijax.config.reload()
+    assert unijax.config.read("jit_cache_size") == 6
+
+
+def test_hot_path_reads_no_environment(monkeypatch):
+    unijax.default_float_dtype()
+    _config.configured_backend()
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("os.environ read on the hot path")
+
+    monkeypatch.setattr(os.environ, "get", forbidden)
+    for _ in range(3):
+        assert unijax.default_float_dtype() == "float64"
+        assert _config.configured_backend() is None
+
+
+# --- the config file ---------------------------------------------------------------------
+
+
+def test_config_file_nearest_pyproject_upward(monkeypatch, tmp_path):
+    path = write_pyproject(tmp_path, '[tool.unijax]\nbackend = "jax"\njit-cache-size = 8\n')
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    write_pyproject(tmp_path / "a", '[project]\nname = "inner"\n')  # no [tool.unijax]
+    monkeypatch.chdir(deep)
+    _config.reload()
+    assert unijax.config.read("backend") == "jax"
+    assert unijax.config.read("jit_cache_size") == 8
+    assert str(path) in unijax.config.source("backend")
+    explanation = unijax.explain_backend()
+    assert (explanation.rule, explanation.backend) == ("config_file", "jax")
+
+
+def test_config_file_named_by_unijax_config(monkeypatch, tmp_path):
+    path = tmp_path / "settings.toml"
+    path.write_text('default_float_dtype = "float32"\nplugins = ["numpy", "jax"]\n')
+    monkeypatch.setenv("UNIJAX_CONFIG", str(path))
+    _config.reload()
+    assert unijax.default_float_dtype() == "float32"
+    assert unijax.config.read("plugins") == ("numpy", "jax")
+
+
+def test_env_overrides_config_file(monkeypatch, tmp_path):
+    write_pyproject(tmp_path, '[tool.unijax]\nbackend = "jax"\n')
+    monkeypatch.setenv("UNIJAX_BACKEND", "numpy")
+    _config.reload()
+    assert unijax.explain_backend().rule == "env"
+
+
+def test_config_file_invalid_value_names_the_file(tmp_path):
+    path = write_pyproject(tmp_path, '[tool.unijax]\ndefault_float_dtype = "float8"\n')
+    _config.reload()
+    with pytest.raises(ConfigError) as info:
+        unijax.default_float_dtype()
+    text = str(info.value)
+    assert str(path) in text and "'float8'" in text and "'float64', 'float32'" in text
+    assert "Fix the value of 'default_float_dtype'" in text
+
+
+def test_config_file_unknown_key_suggests_the_option(tmp_path):
+    path = write_pyproject(tmp_path, '[tool.unijax]\nbakend = "jax"\n')
+    _config.reload()
+    with pytest.raises(ConfigError, match="Did you mean 'backend'") as info:
+        unijax.config.read("backend")
+    assert str(path) in str(info.value)
+
+
+def test_config_file_bad_toml_names_the_file(tmp_path):
+    path = write_pyproject(tmp_path, "[tool.unijax\nbackend = 1\n")
+    _config.reload()
+    with pytest.raises(ConfigError, match="TOML") as info:
+        unijax.config.read("backend")
+    assert str(path) in str(info.value)
+
+
+def test_unijax_config_missing_file_raises(monkeypatch, tmp_path):
+    monkeypatch.setenv("UNIJAX_CONFIG", str(tmp_path / "nope.toml"))
+    _config.reload()
+    with pytest.raises(ConfigError, match="does not exist") as info:
+        unijax.config.read("backend")
+    assert "UNIJAX_CONFIG" in str(info.value)
+
+
+# --- setters -----------------------------------------------------------------------------
+
+
+def test_update_invalid_value_changes_nothing():
+    unijax.config.update("jit_cache_size", 3)
+    before = _runtime_state()
+    with pytest.raises(ConfigError, match="non-negative integer") as info:
+        unijax.config.update("jit_cache_size", -1)
+    assert isinstance(info.value, ValueError)
+    assert "unijax.config.update('jit_cache_size', ...)" in str(info.value)
+    assert _runtime_state() == before
+    assert unijax.config.read("jit_cache_size") == 3
+
+
+def test_update_unknown_option_suggests_nearest():
+    with pytest.raises(ConfigError, match="Did you mean 'jit_cache_size'"):
+        unijax.config.update("jit_cache_sise", 3)
+    with pytest.raises(ConfigError, match="unknown unijax option"):
+        unijax.config.read("nope")
+
+
+def test_update_none_restores_lower_sources(monkeypatch):
+    monkeypatch.setenv("UNIJAX_JIT_CACHE_SIZE", "7")
+    _config.reload()
+    unijax.config.update("jit_cache_size", 1)
+    assert unijax.config.read("jit_cache_size") == 1
+    unijax.config.update("jit_cache_size", None)
+    assert unijax.config.read("jit_cache_size") == 7
+
+
+def test_set_backend_unknown_raises_and_changes_nothing():
+    unijax.set_backend("numpy")
+    before = _runtime_state()
+    with pytest.raises(UnknownBackendError) as info:
+        unijax.set_backend("jaxx")
+    assert isinstance(info.value, ValueError)
+    assert "Did you mean 'jax'" in str(info.value)
+    assert _runtime_state() == before
+    assert unijax.current_backend() == "numpy"
+
+
+def test_set_backend_none_falls_back():
+    unijax.set_backend("jax")
+    assert unijax.explain_backend().rule == "set_backend"
+    unijax.set_backend(None)
+    assert unijax.explain_backend().rule == "default"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "FLOAT32", np.float32, np.dtype("float32")])
+def test_set_default_float_dtype_accepts_dtype_spellings(dtype):
+    unijax.set_default_float_dtype(dtype)
+    assert unijax.default_float_dtype() == "float32"
+
+
+def test_set_default_float_dtype_rejects_int():
+    with pytest.raises(ConfigError, match="'float64', 'float32'"):
+        unijax.set_default_float_dtype("int32")
+    assert unijax.default_float_dtype() == "float64"
+
+
+@given(st.integers(min_value=0, max_value=10**9))
+def test_jit_cache_size_env_round_trips(n):
+    os.environ["UNIJAX_JIT_CACHE_SIZE"] = str(n)
+    try:
+        _config.reload()
+        assert unijax.config.read("jit_cache_size") == n
+    finally:
+        del os.environ["UNIJAX_JIT_CACHE_SIZE"]
+        _config.reload()
+
+
+@given(st.integers(max_value=-1) | st.floats() | st.booleans())
+def test_jit_cache_size_update_rejects_non_counts(value):
+    with pytest.raises(ConfigError):
+        unijax.config.update("jit_cache_size", value)
+    assert unijax.config.read("jit_cache_size") == 256
+
+
+@given(st.sampled_from(["float32", "float64"]).flatmap(
+    lambda s: st.tuples(*(st.sampled_from([c.lower(), c.upper()]) for c in s))))
+def test_float_dtype_names_are_case_insensitive(chars):
+    name = "".join(chars)
+    with unijax.use_default_float_dtype(name):
+        assert unijax.default_float_dtype() == name.lower()
+
+
+def test_subscribe_is_called_on_update():
+    seen = []
+    unijax.config.subscribe(lambda name, value: seen.append((name, value)))
+    try:
+        unijax.config.update("jit_cache_size", 9)
+        with unijax.use_default_float_dtype("float32"):
+            pass
+    finally:
+        _config._listeners.pop()
+    assert ("jit_cache_size", 9) in seen
+    assert ("default_float_dtype", "float32") in seen
+
+
+# --- context managers: scoping and isolation ------------------------------------------
+
+
+def test_use_backend_restores_previous_on_exception():
+    unijax.set_backend("jax")
+    with pytest.raises(RuntimeError):
+        with unijax.use_backend("numpy"):
+            assert unijax.current_backend() == "numpy"
+            raise RuntimeError
+    assert unijax.current_backend() == "jax"
+    assert unijax.explain_backend().rule == "set_backend"
+
+
+def test_use_backend_nests():
+    with unijax.use_backend("jax"):
+        with unijax.use_backend("numpy"):
+            assert unijax.current_backend() == "numpy"
+            with unijax.use_backend(None):
+                assert unijax.explain_backend().rule == "default"
+        assert unijax.current_backend() == "jax"
+    assert unijax.explain_backend().rule == "default"
+
+
+def test_use_backend_unknown_raises_on_entry():
+    with pytest.raises(UnknownBackendError, match="Did you mean 'numpy'"):
+        with unijax.use_backend("nunpy"):
+            raise AssertionError("not entered")
+    assert unijax.config.read("backend") is None
+
+
+def test_use_backend_isolated_across_threads():
+    barrier = threading.Barrier(2)
+    seen: dict[str, str] = {}
+
+    def worker(name: str) -> None:
+        with unijax.use_backend(name):
+            barrier.wait()  # both threads are inside their own context now
+            seen[name] = unijax.current_backend()
+            barrier.wait()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in ("numpy", "jax")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {"numpy": "numpy", "jax": "jax"}
+    assert unijax.explain_backend().rule == "default"
+
+
+def test_use_backend_isolated_across_asyncio_tasks():
+    async def task(name: str, gate: asyncio.Event, other: asyncio.Event) -> str:
+        with unijax.use_backend(name):
+            gate.set()
+            await other.wait()  # the other task has entered its own context
+            return unijax.current_backend()
+
+    async def main() -> list[str]:
+        a, b = asyncio.Event(), asyncio.Event()
+        return await asyncio.gather(task("numpy", a, b), task("jax", b, a))
+
+    assert asyncio.run(main()) == ["numpy", "jax"]
+    assert unijax.explain_backend().rule == "default"
+
+
+def test_use_default_float_dtype_isolated_across_threads():
+    barrier = threading.Barrier(2)
+    seen: dict[str, str] = {}
+
+    def worker(dtype: str) -> None:
+        with unijax.use_default_float_dtype(dtype):
+            barrier.wait()
+            seen[dtype] = unijax.default_float_dtype()
+            barrier.wait()
+
+    threads = [threading.Thread(target=worker, args=(d,)) for d in ("float32", "float64")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {"float32": "float32", "float64": "float64"}
+
+
+def test_plugins_option_change_reloads_plugins():
+    _plugins.get_backend("jax")
+    unijax.config.update("plugins", "numpy")
+    try:
+        with pytest.raises(UnknownBackendError, match="not allowed"):
+            _plugins.get_backend("jax")
+    finally:
+        unijax.config.update("plugins", None)
+    assert _plugins.get_backend("jax").name == "jax"

@@ -1,0 +1,378 @@
+"""Plugin discovery through real entry points, lazy loading, validation and its errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import textwrap
+import threading
+import types
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import unijax
+from unijax import _config, _plugins
+from unijax.errors import (
+    BackendUnavailableError,
+    PluginError,
+    PluginValidationError,
+    UnknownBackendError,
+)
+from unijax.extend import Backend, Capabilities, NativeTransforms, hookimpl, register_plugin
+
+ENV_VARS = [opt.env for opt in _config.config.options()] + [_config.CONFIG_ENV]
+HEADER = "from unijax.extend import Backend, hookimpl\n"
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    for var in ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    _config._reset()
+    _plugins._reset()
+    yield
+    _config._reset()
+    _plugins._reset()
+
+
+@pytest.fixture
+def make_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                 ) -> Callable[[dict[str, str], dict[str, str]], Path]:
+    """Install a distribution with ``unijax.backends`` entry points into a temp dir."""
+    written: list[str] = []
+
+    def make(entries: dict[str, str], modules: dict[str, str]) -> Path:
+        root = tmp_path / "site"
+        info = root / "unijax_test_plugins-1.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(
+            "Metadata-Version: 2.1\nName: unijax-test-plugins\nVersion: 1.0\n")
+        lines = ["[unijax.backends]", *(f"{k} = {v}" for k, v in entries.items())]
+        (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+        for name, source in modules.items():
+            (root / f"{name}.py").write_text(source)
+            written.append(name)
+        monkeypatch.syspath_prepend(str(root))
+        _plugins._reset()
+        return root
+
+    yield make
+    for name in written:
+        sys.modules.pop(name, None)
+
+
+def state() -> tuple[list[str], list[str], list[str]]:
+    """Everything a failed load must leave untouched."""
+    manager = _plugins._get()
+    return (sorted(manager._backends), sorted(n for n, _ in manager._pm.list_name_plugin()),
+            sorted(vars(manager._pm.hook)))
+
+
+GOOD = HEADER + """
+class ToyArray:
+    pass
+
+@hookimpl
+def unijax_backend():
+    return Backend("toy", ("unijax_test_toy",), (), "pip install toy", lambda: "toy-xp")
+"""
+
+
+# --- discovery and lazy loading -----------------------------------------------------------
+
+
+def test_get_backend_loads_only_that_plugin():
+    code = """
+        import sys, unijax
+        from unijax._plugins import get_backend
+        backend = get_backend("numpy")
+        loaded = sorted(m for m in sys.modules if m.startswith("unijax_"))
+        libs = [m for m in ("numpy", "jax", "autograd", "array_api_strict") if m in sys.modules]
+        print(backend.name, loaded, libs)
+    """
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "numpy ['unijax_numpy'] []"
+
+
+def test_plugin_modules_import_no_array_library():
+    code = """
+        import sys
+        for name in ("unijax_numpy", "unijax_jax", "unijax_autograd", "unijax_cupy",
+                     "unijax_array_api_strict"):
+            module = __import__(name)
+            assert module.unijax_backend().name in name
+        print([m for m in ("numpy", "jax", "autograd", "cupy", "array_api_strict")
+               if m in sys.modules])
+    """
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_third_party_entry_point_is_discovered(make_plugins):
+    make_plugins({"toy": "unijax_test_toy"}, {"unijax_test_toy": GOOD})
+    backend = _plugins.get_backend("toy")
+    assert backend.name == "toy"
+    assert backend.plugin == "unijax_test_toy"
+    assert backend.namespace == "toy-xp"
+    toy_type = sys.modules["unijax_test_toy"].ToyArray
+    assert _plugins.backend_for_type(toy_type) is backend
+
+
+def test_backend_for_type_finds_each_installed_backend():
+    import array_api_strict
+    import autograd
+    import jax.numpy as jnp
+
+    assert _plugins.backend_for_type(np.ndarray).name == "numpy"
+    assert _plugins.backend_for_type(np.float64).name == "numpy"
+    assert _plugins.backend_for_type(type(jnp.ones(2))).name == "jax"
+    assert _plugins.backend_for_type(type(array_api_strict.ones(2))).name == "array_api_strict"
+    boxes = []
+    autograd.grad(lambda x: boxes.append(type(x)) or x * 2.0)(1.0)
+    assert _plugins.backend_for_type(boxes[0]).name == "autograd"
+    assert _plugins.backend_for_type(float) is None
+    assert _plugins.backend_for_type(list) is None
+
+
+def test_namespace_for_type_numpy_is_array_api_compat():
+    import array_api_compat.numpy
+
+    assert _plugins.namespace_for_type(np.ndarray) is array_api_compat.numpy
+    assert _plugins.namespace_for_type(str) is None
+
+
+def test_list_backends_reports_every_builtin_plugin():
+    infos = {info.name: info for info in _plugins.list_backends()}
+    assert {"numpy", "jax", "autograd", "cupy", "array_api_strict"} <= set(infos)
+    assert infos["numpy"].available and infos["numpy"].distribution.startswith("unijax ")
+    assert infos["numpy"].backend.capabilities.native == frozenset()
+    assert infos["jax"].backend.capabilities.native == frozenset(
+        NativeTransforms.__dataclass_fields__)
+    assert infos["autograd"].backend.capabilities.native == {
+        "grad", "value_and_grad", "vjp", "jacrev"}
+
+
+def test_loading_is_thread_safe():
+    barrier = threading.Barrier(16)
+    results: list[Backend] = []
+
+    def load() -> None:
+        barrier.wait()
+        results.append(_plugins.get_backend("jax"))
+
+    threads = [threading.Thread(target=load) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 16 and all(r is results[0] for r in results)
+    assert [n for n, _ in _plugins._get()._pm.list_name_plugin()] == ["jax"]
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+def test_unknown_backend_lists_installed_and_suggests_nearest():
+    before = state()
+    with pytest.raises(UnknownBackendError) as info:
+        _plugins.get_backend("autogard")
+    assert isinstance(info.value, ValueError)
+    text = str(info.value)
+    assert "no backend named 'autogard'" in text
+    assert "array_api_strict, autograd, cupy, jax, numpy" in text
+    assert "Did you mean 'autograd'?" in text
+    assert state() == before
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="cupy is installed")
+def test_missing_library_raises_with_install_hint():
+    with pytest.raises(BackendUnavailableError) as info:
+        _plugins.get_backend("cupy")
+    assert isinstance(info.value, ImportError)
+    assert info.value.install_hint == 'pip install "unijax[cupy]"'
+    assert "needs cupy, which is not installed" in str(info.value)
+    assert 'pip install "unijax[cupy]"' in str(info.value)
+
+
+def test_missing_library_of_third_party_plugin(make_plugins):
+    make_plugins({"needslib": "unijax_test_needslib"}, {"unijax_test_needslib": HEADER + textwrap.dedent("""
+        @hookimpl
+        def unijax_backend():
+            return Backend("needslib", ("needslib",), ("unijax_test_no_such_lib",),
+                           'pip install "needslib"', lambda: None)
+    """)})
+    with pytest.raises(BackendUnavailableError) as info:
+        unijax.set_backend("needslib")
+    assert info.value.install_hint == 'pip install "needslib"'
+    assert "unijax_test_no_such_lib" in str(info.value)
+    assert unijax.config.read("backend") is None
+    assert _plugins.get_backend("needslib", require_available=False).available is False
+
+
+def test_plugin_raising_on_import_is_named(make_plugins):
+    make_plugins({"broken": "unijax_test_broken"},
+                 {"unijax_test_broken": "raise RuntimeError('boom at import')\n"})
+    before = state()
+    with pytest.raises(PluginError) as info:
+        _plugins.get_backend("broken")
+    assert isinstance(info.value, RuntimeError)
+    assert not isinstance(info.value, PluginValidationError)
+    text = str(info.value)
+    assert "plugin 'broken'" in text and "unijax_test_broken" in text
+    assert "RuntimeError: boom at import" in text
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert state() == before
+    assert "unijax_test_broken" not in sys.modules
+
+
+@pytest.mark.parametrize(("source", "hook"), [
+    ("@hookimpl\ndef unijax_backend(extra):\n    return None\n", "'unijax_backend'"),
+    ("@hookimpl\ndef unijax_backnd():\n    return None\n", "'unijax_backnd'"),
+    ("@hookimpl\ndef unijax_configure(config, more):\n    pass\n"
+     "@hookimpl\ndef unijax_backend():\n    return None\n", "'unijax_configure'"),
+])
+def test_plugin_with_malformed_hook_is_rejected(make_plugins, source, hook):
+    make_plugins({"malformed": "unijax_test_malformed"},
+                 {"unijax_test_malformed": HEADER + source})
+    before = state()
+    with pytest.raises(PluginValidationError) as info:
+        _plugins.get_backend("malformed")
+    assert isinstance(info.value, TypeError) and isinstance(info.value, PluginError)
+    text = str(info.value)
+    assert "plugin 'malformed'" in text
+    assert f"malformed hook implementation {hook}" in text
+    assert state() == before
+
+
+@pytest.mark.parametrize(("body", "match"), [
+    ("return 42", "returned a int"),
+    ("return Backend('other', ('x',), (), '', lambda: None)", "named 'other'"),
+])
+def test_plugin_returning_a_bad_backend_is_rejected(make_plugins, body, match):
+    make_plugins({"bad": "unijax_test_bad"},
+                 {"unijax_test_bad": HEADER + f"@hookimpl\ndef unijax_backend():\n    {body}\n"})
+    before = state()
+    with pytest.raises(PluginValidationError, match=match) as info:
+        _plugins.get_backend("bad")
+    assert "plugin 'bad'" in str(info.value)
+    assert state() == before
+
+
+def test_plugin_without_backend_hook_is_rejected(make_plugins):
+    make_plugins({"empty": "unijax_test_empty"}, {"unijax_test_empty": "x = 1\n"})
+    with pytest.raises(PluginValidationError, match="does not implement the hook"):
+        _plugins.get_backend("empty")
+
+
+@pytest.mark.parametrize("hook", ["unijax_backend", "unijax_configure"])
+def test_plugin_hook_raising_leaves_nothing_registered(make_plugins, hook):
+    fail = "raise ValueError('hook failed')"
+    make_plugins({"raiser": "unijax_test_raiser"}, {"unijax_test_raiser": HEADER + textwrap.dedent(f"""
+        @hookimpl
+        def unijax_backend():
+            {fail if hook == "unijax_backend" else "pass"}
+            return Backend("raiser", ("raiser",), (), "", lambda: None)
+
+        @hookimpl
+        def unijax_configure(config):
+            {fail if hook == "unijax_configure" else "pass"}
+    """)})
+    before = state()
+    with pytest.raises(PluginError) as info:
+        _plugins.get_backend("raiser")
+    assert f"hook {hook} raised" in str(info.value)
+    assert "ValueError: hook failed" in str(info.value)
+    assert state() == before
+
+
+def test_broken_plugin_does_not_break_type_lookup(make_plugins):
+    make_plugins({"broken": "unijax_test_broken2", "toy": "unijax_test_toy"},
+                 {"unijax_test_broken2": "raise ImportError('nope')\n",
+                  "unijax_test_toy": GOOD})
+    assert _plugins.backend_for_type(np.ndarray).name == "numpy"
+    infos = {info.name: info for info in _plugins.list_backends()}
+    assert infos["broken"].backend is None and "ImportError: nope" in infos["broken"].error
+    assert infos["toy"].available
+
+
+# --- allow-list and autoload ----------------------------------------------------------
+
+
+def test_allow_list_excludes_other_plugins(monkeypatch):
+    monkeypatch.setenv("UNIJAX_PLUGINS", "numpy,autograd")
+    _config.reload()
+    assert _plugins.get_backend("numpy").name == "numpy"
+    with pytest.raises(UnknownBackendError, match="installed but not allowed") as info:
+        _plugins.get_backend("jax")
+    assert "UNIJAX_PLUGINS" in str(info.value)
+    assert _plugins.backend_for_type(np.ndarray).name == "numpy"
+    import jax.numpy as jnp
+
+    assert _plugins.backend_for_type(type(jnp.ones(1))) is None
+    assert {i.name: i.allowed for i in _plugins.list_backends()}["jax"] is False
+
+
+def test_disable_autoload_loads_only_named_plugins(monkeypatch):
+    monkeypatch.setenv("UNIJAX_DISABLE_PLUGIN_AUTOLOAD", "1")
+    _config.reload()
+    with pytest.raises(UnknownBackendError, match="not allowed"):
+        _plugins.get_backend("numpy")
+    monkeypatch.setenv("UNIJAX_PLUGINS", "numpy")
+    _config.reload()
+    assert _plugins.get_backend("numpy").name == "numpy"
+
+
+# --- manual registration ---------------------------------------------------------------
+
+
+def _toy_plugin(name: str) -> types.ModuleType:
+    module = types.ModuleType(f"unijax_test_manual_{name}")
+
+    @hookimpl
+    def unijax_backend() -> Backend:
+        return Backend(name, (f"unijax_test_arrays_{name}",), (), "", lambda: name,
+                       capabilities=Capabilities(native=frozenset()))
+
+    module.unijax_backend = unijax_backend  # type: ignore[attr-defined]
+    return module
+
+
+def test_register_plugin_makes_backend_selectable():
+    backend = register_plugin(_toy_plugin("manual"))
+    assert backend.plugin == "unijax_test_manual_manual"
+    assert _plugins.get_backend("manual") is backend
+    with unijax.use_backend("manual"):
+        assert unijax.namespace() == "manual"
+    arrays = type("A", (), {"__module__": "unijax_test_arrays_manual"})
+    assert _plugins.backend_for_type(arrays) is backend
+    assert "manual" in [i.name for i in _plugins.list_backends()]
+
+
+def test_register_plugin_twice_raises_and_keeps_first():
+    first = register_plugin(_toy_plugin("twice"))
+    before = state()
+    with pytest.raises(PluginError, match="already registered"):
+        register_plugin(_toy_plugin("twice"), name="again")
+    with pytest.raises(PluginError, match="already registered"):
+        register_plugin(_toy_plugin("other"), name="unijax_test_manual_twice")
+    assert state() == before
+    assert _plugins.get_backend("twice") is first
+
+
+def test_register_plugin_object_with_bad_return():
+    class Plugin:
+        @hookimpl
+        def unijax_backend(self):
+            return "not a backend"
+
+    before = state()
+    with pytest.raises(PluginValidationError, match="returned a str"):
+        register_plugin(Plugin(), name="object-plugin")
+    assert state() == before
