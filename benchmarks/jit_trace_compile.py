@@ -26,8 +26,8 @@ from unijax._staging import stage
 
 
 def chain(n_equations: int) -> Callable[[Any, Any], Any]:
-    """A function of about ``n_equations`` primitive applications (4 per step)."""
-    steps = max(1, n_equations // 4)
+    """A function of ``n_equations`` primitive applications (5 per step)."""
+    steps = max(1, n_equations // 5)
 
     def f(x: Any, y: Any) -> Any:
         for i in range(steps):

@@ -26,7 +26,12 @@ def _devices() -> Sequence[Any]:
 
 @hookimpl
 def unijax_backend() -> Backend:
-    """array_api_strict arrays (mutable, CPU); every transform comes from the engine."""
+    """array_api_strict arrays (mutable, CPU); every transform comes from the engine.
+
+    Example:
+        >>> unijax_backend().name
+        'array_api_strict'
+    """
     return Backend(
         name="array_api_strict",
         array_modules=("array_api_strict",),

@@ -33,7 +33,12 @@ def _load_native() -> NativeTransforms:
 
 @hookimpl
 def unijax_backend() -> Backend:
-    """Autograd: NumPy arrays with native reverse-mode AD."""
+    """Autograd: NumPy arrays with native reverse-mode AD.
+
+    Example:
+        >>> unijax_backend().name
+        'autograd'
+    """
     return Backend(
         name="autograd",
         array_modules=("autograd",),
@@ -45,6 +50,8 @@ def unijax_backend() -> Backend:
         load_native=_load_native,
         devices=lambda: ("cpu",),
         version=lambda: metadata.version("autograd"),
+        # NumPy arrays are autograd's own arrays: unijax passes them through unconverted.
+        extras={"accepts": ("numpy",)},
     )
 
 
@@ -92,7 +99,14 @@ def _flat_vjp(fun: Callable[..., Any], primals: tuple[Any, ...], has_aux: bool) 
 
 
 def vjp(fun: Callable[..., Any], *primals: Any, has_aux: bool = False) -> Any:
-    """``jax.vjp`` on Autograd: ``(out, vjp_fn)`` or ``(out, vjp_fn, aux)``."""
+    """``jax.vjp`` on Autograd: ``(out, vjp_fn)`` or ``(out, vjp_fn, aux)``.
+
+    Example:
+        >>> import numpy as np
+        >>> out, vjp_fn = vjp(lambda x: x * 3.0, np.ones(2))
+        >>> vjp_fn(np.ones(2))
+        (array([3., 3.]),)
+    """
     from unijax.tree_util import tree_flatten, tree_unflatten
 
     out, raw_vjp, aux, treedef, out_tree = _flat_vjp(fun, primals, has_aux)
@@ -109,7 +123,13 @@ def vjp(fun: Callable[..., Any], *primals: Any, has_aux: bool = False) -> Any:
 
 def value_and_grad(fun: Callable[..., Any], argnums: int | tuple[int, ...] = 0,
                    has_aux: bool = False) -> Callable[..., Any]:
-    """``jax.value_and_grad`` on Autograd (pytree arguments, tuple ``argnums``)."""
+    """``jax.value_and_grad`` on Autograd (pytree arguments, tuple ``argnums``).
+
+    Example:
+        >>> import numpy as np
+        >>> value_and_grad(lambda p: (p["w"] ** 2).sum())({"w": np.ones(2)})
+        (np.float64(2.0), {'w': array([2., 2.])})
+    """
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
 
     def value_and_grad_fun(*args: Any, **kwargs: Any) -> Any:
@@ -138,7 +158,13 @@ def value_and_grad(fun: Callable[..., Any], argnums: int | tuple[int, ...] = 0,
 
 def grad(fun: Callable[..., Any], argnums: int | tuple[int, ...] = 0,
          has_aux: bool = False) -> Callable[..., Any]:
-    """``jax.grad`` on Autograd; plain ``autograd.grad`` when differentiating one array."""
+    """``jax.grad`` on Autograd; plain ``autograd.grad`` when differentiating one array.
+
+    Example:
+        >>> import numpy as np
+        >>> grad(lambda x, y: (x * y).sum(), argnums=(0, 1))(np.ones(2), 2.0)
+        (array([2., 2.]), array(2.))
+    """
     general = value_and_grad(fun, argnums, has_aux)
     if isinstance(argnums, int) and not has_aux:
         import autograd
@@ -165,7 +191,14 @@ def grad(fun: Callable[..., Any], argnums: int | tuple[int, ...] = 0,
 
 def jacrev(fun: Callable[..., Any], argnums: int | tuple[int, ...] = 0,
            has_aux: bool = False) -> Callable[..., Any]:
-    """``jax.jacrev`` on Autograd: one backward pass per output element."""
+    """``jax.jacrev`` on Autograd: one backward pass per output element.
+
+    Example:
+        >>> import numpy as np
+        >>> jacrev(lambda x: x ** 2)(np.arange(2.0))
+        array([[0., 0.],
+               [0., 2.]])
+    """
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
 
     def jac_fun(*args: Any, **kwargs: Any) -> Any:

@@ -29,11 +29,13 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import array_api_compat.numpy as _cnp
+import array_api_compat.numpy as _compat_numpy
 import autograd.numpy as anp
 import numpy as _np
 from autograd.numpy.numpy_boxes import ArrayBox
 from autograd.tracer import getval, isbox
+
+_cnp: Any = _compat_numpy  # re-exports NumPy with `import *`, which type checkers miss
 
 __array_api_version__ = "2024.12"
 __array_namespace_info__ = _cnp.__array_namespace_info__
@@ -296,7 +298,7 @@ def _over_axes(fn: Callable[..., Any], x: Any, axis: Any, keepdims: builtins.boo
     axes = _axes(axis, x.ndim)
     rest = [i for i in range(x.ndim) if i not in axes]
     moved = anp.transpose(x, (*rest, *axes))
-    flat = anp.reshape(moved, tuple(x.shape[i] for i in rest) + (-1,))
+    flat = anp.reshape(moved, (*(x.shape[i] for i in rest), -1))
     out = fn(flat, axis=-1)
     if keepdims:
         out = anp.reshape(out, tuple(1 if i in axes else n for i, n in enumerate(x.shape)))
@@ -394,11 +396,28 @@ def _module(name: str, **functions: Any) -> Any:
 
 
 def _diagonal(x: Any, /, *, offset: int = 0) -> Any:
-    return anp.diagonal(x, offset, -2, -1)
+    # autograd differentiates diagonal only for offset 0 on (-1, -2); indexing always works.
+    rows, cols = x.shape[-2], x.shape[-1]
+    n = builtins.max(0, builtins.min(rows - builtins.max(-offset, 0),
+                                     cols - builtins.max(offset, 0)))
+    i = _np.arange(n)
+    return x[..., i + builtins.max(-offset, 0), i + builtins.max(offset, 0)]
 
 
 def _matrix_norm(x: Any, /, *, keepdims: builtins.bool = False, ord: Any = "fro") -> Any:
-    return anp.linalg.norm(x, ord=ord, axis=(-2, -1), keepdims=keepdims)
+    # Written out: autograd's norm gradient mishandles negative axes such as (-2, -1).
+    a = anp.abs(x)
+    if ord == "fro":
+        out = anp.sqrt(anp.sum(a * a, axis=(-2, -1)))
+    elif ord in ("nuc", 2, -2):
+        s = anp.linalg.svd(x, compute_uv=False)
+        out = {"nuc": anp.sum, 2: anp.max, -2: anp.min}[ord](s, axis=-1)
+    elif ord in (1, -1, math.inf, -math.inf):
+        sums = anp.sum(a, axis=-2 if ord in (1, -1) else -1)
+        out = anp.max(sums, axis=-1) if ord in (1, math.inf) else anp.min(sums, axis=-1)
+    else:
+        raise ValueError(f"matrix_norm: unsupported ord={ord!r}")
+    return anp.reshape(out, (*out.shape, 1, 1)) if keepdims else out
 
 
 def _vector_norm(x: Any, /, *, axis: Any = None, keepdims: builtins.bool = False,
@@ -481,14 +500,31 @@ linalg = _module(
 )
 
 
+_FORWARD_TYPE = {"fft", "fftn", "rfft", "rfftn", "hfft"}  # unscaled under norm="backward"
+_REAL_INPUT = {"rfft", "rfftn", "ihfft"}
+
+
 def _fft_fn(name: str) -> Callable[..., Any]:
     fn = getattr(anp.fft, name)
 
     def call(x: Any, /, *, n: Any = None, s: Any = None, axis: int = -1, axes: Any = None,
              norm: str = "backward") -> Any:
+        # autograd's FFT gradients know only norm=None ("backward") and "ortho"; a
+        # "forward" transform is the backward one rescaled by the signal length.
+        passed = "ortho" if norm == "ortho" else None
         if name.endswith("n"):
-            return fn(x, s=s, axes=axes, norm=norm)
-        return fn(x, n=n, axis=axis, norm=norm)
+            out = fn(x, s=s, axes=axes, norm=passed)
+            dims = list(range(x.ndim)) if axes is None else list(axes)
+        else:
+            out = fn(x, n=n, axis=axis, norm=passed)
+            dims = [axis]
+        if norm != "forward":
+            return out
+        full = x if name in _REAL_INPUT else out
+        size = math.prod(full.shape[d] for d in dims)
+        if name in _REAL_INPUT and (n is not None or s is not None):
+            size = math.prod([n] if n is not None else s)
+        return out / size if name in _FORWARD_TYPE else out * size
 
     call.__name__ = name
     return call

@@ -35,7 +35,7 @@ def _enable_x64_if_asked(name: str, value: Any) -> None:
     if wanted == "float64":
         import jax
 
-        if not jax.config.jax_enable_x64:
+        if not jax.config.read("jax_enable_x64"):
             jax.config.update("jax_enable_x64", True)
 
 
@@ -44,7 +44,8 @@ def _load_namespace() -> Any:
 
     from unijax import tree_util
 
-    _loaded.append(True)
+    if not _loaded:
+        _loaded.append(True)
     _enable_x64_if_asked("*", None)
     tree_util._replay_into_jax()
     return jnp
@@ -80,6 +81,12 @@ def _default_device_kind() -> str:
     return str(jax.devices()[0].platform)
 
 
+def _to_host(x: Any) -> Any:
+    import jax
+
+    return jax.device_get(x)
+
+
 def _parse_device(device: Any) -> Any:
     # Accept the "platform:id" spelling unijax shows (e.g. "cpu:0", "gpu:1").
     if isinstance(device, str):
@@ -91,7 +98,12 @@ def _parse_device(device: Any) -> Any:
 
 @hookimpl
 def unijax_backend() -> Backend:
-    """JAX arrays; every transform is JAX's own."""
+    """JAX arrays; every transform is JAX's own.
+
+    Example:
+        >>> unijax_backend().name
+        'jax'
+    """
     return Backend(
         name="jax",
         array_modules=("jax", "jaxlib"),
@@ -106,6 +118,7 @@ def unijax_backend() -> Backend:
             "device_kind": _device_kind,
             "default_device_kind": _default_device_kind,
             "parse_device": _parse_device,
+            "to_host": _to_host,
         },
     )
 

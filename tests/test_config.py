@@ -119,10 +119,11 @@ def test_hot_path_reads_no_environment(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("os.environ read on the hot path")
 
-    monkeypatch.setattr(os.environ, "get", forbidden)
-    for _ in range(3):
-        assert unijax.default_float_dtype() == "float64"
-        assert _config.configured_backend() is None
+    with monkeypatch.context() as patch:
+        patch.setattr(os.environ, "get", forbidden)
+        for _ in range(3):
+            assert unijax.default_float_dtype() == "float64"
+            assert _config.configured_backend() is None
 
 
 # --- the config file ---------------------------------------------------------------------
@@ -280,15 +281,32 @@ def test_float_dtype_names_are_case_insensitive(chars):
 
 def test_subscribe_is_called_on_update():
     seen = []
-    unijax.config.subscribe(lambda name, value: seen.append((name, value)))
+
+    def callback(name, value):
+        seen.append((name, value))
+
+    unijax.config.subscribe(callback)
     try:
         unijax.config.update("jit_cache_size", 9)
         with unijax.use_default_float_dtype("float32"):
             pass
     finally:
-        _config._listeners.pop()
-    assert ("jit_cache_size", 9) in seen
-    assert ("default_float_dtype", "float32") in seen
+        unijax.config.unsubscribe(callback)
+    unijax.config.update("jit_cache_size", 10)
+    assert seen == [("jit_cache_size", 9), ("default_float_dtype", "float32")]
+
+
+def test_raising_subscriber_warns_and_the_update_still_happens():
+    def broken(name, value):
+        raise RuntimeError("subscriber bug")
+
+    unijax.config.subscribe(broken)
+    try:
+        with pytest.warns(RuntimeWarning, match="subscriber bug"):
+            unijax.config.update("jit_cache_size", 11)
+    finally:
+        unijax.config.unsubscribe(broken)
+    assert unijax.config.read("jit_cache_size") == 11
 
 
 # --- context managers: scoping and isolation ------------------------------------------

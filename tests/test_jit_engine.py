@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import collections
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -74,7 +74,7 @@ def test_jit_equals_eager(make: Any, fun: Callable[..., Any]) -> None:
 
 
 @settings(deadline=None, max_examples=30)
-@given(xps.arrays(dtype=st.sampled_from([xp.float32, xp.float64]),
+@given(xps.arrays(dtype=st.sampled_from([np.float32, np.float64]),
                   shape=xps.array_shapes(min_dims=1, max_dims=3, max_side=4),
                   elements={"min_value": -10, "max_value": 10}))
 def test_jit_equals_eager_on_generated_arrays(x: Any) -> None:
@@ -137,6 +137,37 @@ def test_python_scalars_are_weak_dynamic_inputs() -> None:
     jitted(x, 2)  # int is another signature (it may promote differently)
     jitted(x, True)
     assert jitted.cache_info()[:2] == (1, 3)
+
+
+@pytest.mark.parametrize("make", JITS)
+def test_arithmetic_on_python_scalars_stays_weak(make: Any) -> None:
+    def f(x: Any, s: Any) -> Any:
+        return x * (s * s - 1.0)
+
+    jitted = make(f)
+    x = np.ones(2, dtype=np.float32)
+    for s in (2.0, 3.0):
+        out = jitted(x, s)
+        assert out.dtype == np.float32
+        np.testing.assert_array_equal(out, f(x, s))
+
+
+@pytest.mark.parametrize("make", JITS)
+def test_array_api_strict_arrays(make: Any) -> None:
+    import array_api_strict as xs
+
+    def f(x: Any, s: Any) -> Any:
+        xp_ = array_namespace(x)
+        return xp_.sum(xp_.sin(x) * (s * s), axis=0), x * 1.0
+
+    jitted = make(f)
+    x = xs.asarray([[1.0, 2.0], [3.0, 4.0]], dtype=xs.float32)
+    for s in (2.0, 0.5):
+        got, want = jitted(x, s), f(x, s)
+        for g, w in zip(got, want, strict=True):
+            assert type(g) is type(w) and g.dtype == w.dtype == xs.float32
+            assert bool(xs.all(g == w))
+    assert jitted.cache_info()[:2] == (1, 1)
 
 
 def test_ten_thousand_calls_do_not_grow_the_cache() -> None:
@@ -313,7 +344,7 @@ def test_backend_object_supplies_namespace_and_compiler() -> None:
         used.append("compiled")
         return compile_python(program, namespace)
 
-    backend = collections.namedtuple("backend", "namespace compiler")(xp, compiler)
+    backend = types.SimpleNamespace(namespace=xp, compiler=compiler)
     jitted = JitFunction(lambda x, y: x * y, backend=backend)
     np.testing.assert_array_equal(jitted(np.ones(2), 3.0), [3.0, 3.0])
     np.testing.assert_array_equal(jitted(np.ones(2), 4.0), [4.0, 4.0])

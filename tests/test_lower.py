@@ -166,3 +166,12 @@ def test_source_literal_round_trips(value: Any) -> None:
                                    np.float64(1.0), (1, math.nan), object()])
 def test_source_literal_refuses_values_without_exact_source(value: Any) -> None:
     assert _source_literal(value) is None
+
+
+@pytest.mark.parametrize("lower", LOWERINGS)
+def test_weak_scalar_equations_return_python_scalars(lower: Any) -> None:
+    program = staged(lambda x, s: (s * s, x * (s + 1.0)), np.ones(2, dtype=np.float32), 2.0)
+    square, scaled = lower(program, xp)(np.ones(2, dtype=np.float32), 3.0)
+    assert type(square) is float and square == 9.0
+    assert scaled.dtype == np.float32
+    assert "_weak_multiply_" in compile_python(program, xp).source

@@ -202,12 +202,13 @@ def test_missing_library_raises_with_install_hint():
 
 
 def test_missing_library_of_third_party_plugin(make_plugins):
-    make_plugins({"needslib": "unijax_test_needslib"}, {"unijax_test_needslib": HEADER + textwrap.dedent("""
+    source = HEADER + textwrap.dedent("""
         @hookimpl
         def unijax_backend():
             return Backend("needslib", ("needslib",), ("unijax_test_no_such_lib",),
                            'pip install "needslib"', lambda: None)
-    """)})
+    """)
+    make_plugins({"needslib": "unijax_test_needslib"}, {"unijax_test_needslib": source})
     with pytest.raises(BackendUnavailableError) as info:
         unijax.set_backend("needslib")
     assert info.value.install_hint == 'pip install "needslib"'
@@ -274,7 +275,7 @@ def test_plugin_without_backend_hook_is_rejected(make_plugins):
 @pytest.mark.parametrize("hook", ["unijax_backend", "unijax_configure"])
 def test_plugin_hook_raising_leaves_nothing_registered(make_plugins, hook):
     fail = "raise ValueError('hook failed')"
-    make_plugins({"raiser": "unijax_test_raiser"}, {"unijax_test_raiser": HEADER + textwrap.dedent(f"""
+    source = HEADER + textwrap.dedent(f"""
         @hookimpl
         def unijax_backend():
             {fail if hook == "unijax_backend" else "pass"}
@@ -283,7 +284,8 @@ def test_plugin_hook_raising_leaves_nothing_registered(make_plugins, hook):
         @hookimpl
         def unijax_configure(config):
             {fail if hook == "unijax_configure" else "pass"}
-    """)})
+    """)
+    make_plugins({"raiser": "unijax_test_raiser"}, {"unijax_test_raiser": source})
     before = state()
     with pytest.raises(PluginError) as info:
         _plugins.get_backend("raiser")

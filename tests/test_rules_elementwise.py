@@ -2,35 +2,35 @@
 differences, first and second order), JVP/VJP agreement and batching, driven by the
 ``OpSpec`` rows of ``unijax_conformance.specs.elementwise``; then targeted cases.
 
-The checks run the engine directly on NumPy arrays (``vjp_flat``, ``jvp_flat``,
-``vmap_flat``), so they test the rules themselves, whatever backend plugins are installed.
+Most checks run the engine directly on NumPy arrays (``vjp_flat``, ``jvp_flat``,
+``vmap_flat``), so they test the rules themselves; JAX is the reference for values and
+derivatives (one jitted program for all rows). The public transforms (``check_grads``,
+``jit``, ``vmap``) are then run on every row, on NumPy and on array-api-strict, whose arrays
+do not defer ``array * tracer`` to the tracer.
 """
 
 from __future__ import annotations
 
-import sys
+import functools
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import array_api_compat.numpy as anp
 import numpy as np
 import pytest
+from array_api_compat import array_namespace
 from hypothesis import HealthCheck, given, settings
 from hypothesis.extra.array_api import make_strategies_namespace
+from unijax_conformance.specs.elementwise import SPECS
 
+import unijax
 import unijax._core as core
 from unijax._ad import jvp_flat, vjp_flat
 from unijax._batching import vmap_flat
 from unijax._namespace import TracedNamespace
 from unijax._namespace import array_functions as ops
 from unijax._registry import API_FUNCTIONS, batch_rules, jvp_rules, nondifferentiable, vjp_rules
-
-try:
-    from unijax_conformance.specs.elementwise import SPECS
-except ModuleNotFoundError:  # a source checkout without the conformance package installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "conformance"))
-    from unijax_conformance.specs.elementwise import SPECS
+from unijax.testing import check_grads
 
 jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
@@ -143,8 +143,51 @@ def test_every_standard_elementwise_function_has_a_spec_row() -> None:
 # --- table-driven checks ------------------------------------------------------------------
 
 
+@functools.cache
+def example_for(spec: Any) -> tuple[np.ndarray, ...]:
+    """The largest of a few examples hypothesis draws for ``spec`` (a non-trivial input)."""
+    seen: list[tuple[np.ndarray, ...]] = []
+
+    @settings(EXAMPLES, max_examples=3)
+    @given(spec_arrays(spec))
+    def collect(args: tuple[np.ndarray, ...]) -> None:
+        seen.append(args)
+
+    collect()
+    return max(seen, key=lambda args: sum(a.size for a in args))
+
+
+@functools.cache
+def jax_inputs(spec: Any) -> tuple[tuple[np.ndarray, ...], list[np.ndarray], list[np.ndarray]]:
+    """A row's example input, its output weights and a direction for JAX comparisons."""
+    args = example_for(spec)
+    return args, weights_for(spec, args), directions(args)
+
+
+@functools.cache
+def jax_references() -> dict[str, Any]:
+    """JAX's values, gradients and Hessian-vector products for every row.
+
+    Computed in one ``jax.jit`` program: compiling each row separately costs far more.
+    """
+
+    def reference(spec: Any, args: Any, w: Any, v: Any) -> Any:
+        values = outputs(spec.fn(jnp, *args))
+        if not spec.grad:
+            return values, None, None
+        grad = jax.grad(scalar_fn(spec, jnp, w), argnums=tuple(range(len(args))))
+        grads, hvp = jax.jvp(grad, tuple(args), tuple(v))
+        return values, grads, hvp
+
+    def everything(inputs: dict[str, Any]) -> dict[str, Any]:
+        return {spec.name: reference(spec, *inputs[spec.name]) for spec in SPECS}
+
+    inputs = {spec.name: jax.tree_util.tree_map(jnp.asarray, jax_inputs(spec)) for spec in SPECS}
+    return jax.jit(everything)(inputs)
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
-def test_values_match_numpy_and_jax(spec: Any) -> None:
+def test_values_match_numpy(spec: Any) -> None:
     @EXAMPLES
     @given(spec_arrays(spec))
     def check(args: tuple[np.ndarray, ...]) -> None:
@@ -153,17 +196,26 @@ def test_values_match_numpy_and_jax(spec: Any) -> None:
         for g, w in zip(got, want, strict=True):
             assert g.dtype == w.dtype and g.shape == w.shape
             np.testing.assert_allclose(g, w, rtol=spec.rtol, atol=spec.atol)
-        with np.errstate(all="ignore"):
-            ref = outputs(spec.fn(jnp, *jax_args(args)))
-        for g, r in zip(got, ref, strict=True):
-            assert np.asarray(r).shape == g.shape
-            np.testing.assert_allclose(g, np.asarray(r), rtol=1e-12, atol=1e-14)
 
     check()
 
 
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_values_and_derivatives_match_jax(spec: Any) -> None:
+    args, w, v = jax_inputs(spec)
+    ref_values, ref_grads, ref_hvp = jax_references()[spec.name]
+    assert_close(outputs(spec.fn(TRACED, *args)), ref_values, rtol=1e-12, atol=1e-14)
+    if not spec.grad:
+        return
+    f = scalar_fn(spec, TRACED, w)
+    assert_close(engine_grad(f, args), ref_grads)
+    if spec.grad_order >= 2:
+        _, hvp = jvp_flat(lambda xs: engine_grad(f, xs), list(args), v)
+        assert_close(hvp, ref_hvp)
+
+
 @pytest.mark.parametrize("spec", DIFFERENTIABLE, ids=[s.name for s in DIFFERENTIABLE])
-def test_grad_matches_jax_and_finite_differences(spec: Any) -> None:
+def test_grad_matches_finite_differences_and_jvp(spec: Any) -> None:
     @EXAMPLES
     @given(spec_arrays(spec))
     def check(args: tuple[np.ndarray, ...]) -> None:
@@ -172,9 +224,6 @@ def test_grad_matches_jax_and_finite_differences(spec: Any) -> None:
         grads = engine_grad(f, args)
         for g, a in zip(grads, args, strict=True):
             assert g.shape == a.shape and g.dtype == a.dtype
-        ref = jax.grad(scalar_fn(spec, jnp, w), argnums=tuple(range(len(args))))(
-            *jax_args(args))
-        assert_close(grads, ref)
         v = directions(args)
         fd = finite_difference(scalar_fn(spec, anp, w), args, v)
         np.testing.assert_allclose(dot(grads, v), fd, rtol=spec.grad_rtol, atol=1e-6)
@@ -187,24 +236,17 @@ def test_grad_matches_jax_and_finite_differences(spec: Any) -> None:
 
 @pytest.mark.parametrize("spec", [s for s in DIFFERENTIABLE if s.grad_order >= 2],
                          ids=[s.name for s in DIFFERENTIABLE if s.grad_order >= 2])
-def test_second_derivatives_match_jax_and_finite_differences(spec: Any) -> None:
+def test_second_derivatives_match_finite_differences(spec: Any) -> None:
     @EXAMPLES
     @given(spec_arrays(spec))
     def check(args: tuple[np.ndarray, ...]) -> None:
-        w = weights_for(spec, args)
-        f = scalar_fn(spec, TRACED, w)
+        f = scalar_fn(spec, TRACED, weights_for(spec, args))
         v = directions(args)
-        n = len(args)
-        # Hessian-vector product, forward over reverse.
+        # Hessian-vector products: forward over reverse, and reverse over reverse.
         _, hvp_fwd = jvp_flat(lambda xs: engine_grad(f, xs), list(args), v)
-        jf = scalar_fn(spec, jnp, w)
-        _, ref = jax.jvp(lambda *xs: jax.grad(jf, argnums=tuple(range(n)))(*xs),
-                         tuple(jax_args(args)), tuple(jax_args(v)))
-        assert_close(hvp_fwd, ref)
-        # Reverse over reverse: the gradient of <grad f, v>.
         hvp_rev = engine_grad(lambda *xs: sum(
             TRACED.sum(g * d) for g, d in zip(engine_grad(f, xs), v, strict=True)), args)
-        assert_close(hvp_rev, ref)
+        assert_close(hvp_rev, hvp_fwd)
         fd = finite_difference(lambda *xs: engine_grad(f, xs), args, v)
         assert_close(hvp_fwd, fd, rtol=spec.grad_rtol, atol=1e-5)
 
@@ -221,7 +263,7 @@ def batched(a: np.ndarray, bdim: int, size: int = 3) -> np.ndarray:
 
 def vmap_configs(args: Sequence[np.ndarray]) -> list[list[int | None]]:
     """Batch axes to try: all first, all last, and mixes with unbatched operands."""
-    last = [a.ndim for a in args]
+    last: list[int | None] = [a.ndim for a in args]
     configs: list[list[int | None]] = [[0] * len(args), last]
     if len(args) > 1:
         configs.append([last[0]] + [None] * (len(args) - 1))
@@ -253,6 +295,53 @@ def test_vmap_matches_a_python_loop(spec: Any) -> None:
     check()
 
 
+def through_namespace(spec: Any) -> Callable[..., Any]:
+    """``spec.fn`` written like library code: the namespace comes from the arguments."""
+
+    def f(*xs: Any) -> Any:
+        return spec.fn(array_namespace(*xs), *xs)
+
+    return f
+
+
+@pytest.mark.parametrize("spec", DIFFERENTIABLE, ids=[s.name for s in DIFFERENTIABLE])
+def test_public_check_grads(spec: Any) -> None:
+    args = example_for(spec)
+    check_grads(through_namespace(spec), args, order=spec.grad_order, modes=("fwd", "rev"))
+
+
+@pytest.mark.parametrize("spec", [s for s in SPECS if s.jit], ids=[s.name for s in SPECS if s.jit])
+def test_public_jit_matches_eager(spec: Any) -> None:
+    args = example_for(spec)
+    got = outputs(unijax.jit(through_namespace(spec))(*args))
+    for g, w in zip(got, outputs(spec.fn(anp, *args)), strict=True):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=spec.rtol, atol=spec.atol)
+
+
+@pytest.mark.parametrize("spec", [s for s in SPECS if s.vmap],
+                         ids=[s.name for s in SPECS if s.vmap])
+def test_public_vmap_with_unbatched_operands(spec: Any) -> None:
+    args = example_for(spec)
+    in_axes = (-1,) + (None,) * (len(args) - 1)
+    xs = (batched(args[0], args[0].ndim), *args[1:])
+    got = outputs(unijax.vmap(through_namespace(spec), in_axes=in_axes)(*xs))
+    for k, g in enumerate(got):
+        want = np.stack([outputs(spec.fn(anp, np.take(xs[0], i, axis=-1), *args[1:]))[k]
+                         for i in range(3)])
+        assert g.dtype == want.dtype
+        np.testing.assert_allclose(g, want, rtol=spec.rtol, atol=spec.atol)
+
+
+@pytest.mark.parametrize("spec", DIFFERENTIABLE, ids=[s.name for s in DIFFERENTIABLE])
+def test_second_order_on_array_api_strict(spec: Any) -> None:
+    # array-api-strict arrays raise on ``array * tracer`` instead of deferring to the
+    # tracer, so this catches rules that use Python operators between two arrays.
+    strict = pytest.importorskip("array_api_strict")
+    args = [strict.asarray(a) for a in example_for(spec)]
+    check_grads(through_namespace(spec), args, order=2, modes=("fwd", "rev"))
+
+
 # --- targeted cases -----------------------------------------------------------------------
 
 X = np.array([[0.3, -0.7, 1.2], [2.0, -1.5, 0.4]])
@@ -263,7 +352,8 @@ def grad_of(f: Callable[..., Any], *args: Any) -> list[Any]:
 
 
 def jax_grad_of(f: Callable[..., Any], *args: Any) -> list[Any]:
-    return list(jax.grad(f, argnums=tuple(range(len(args))))(*[jnp.asarray(a) for a in args]))
+    grad = jax.jit(jax.grad(f, argnums=tuple(range(len(args)))))
+    return list(grad(*[jnp.asarray(a) for a in args]))
 
 
 @pytest.mark.parametrize(
@@ -339,7 +429,7 @@ def test_clip_keywords_and_broadcast_bounds() -> None:
 
 def test_python_scalars_on_either_side_keep_float32() -> None:
     x = np.array([0.5, 1.5, 2.5], dtype=np.float32)
-    cases = [
+    cases: list[Callable[[Any], Any]] = [
         lambda a: 2.0 * a, lambda a: a * 2.0, lambda a: 2 - a, lambda a: a / 3,
         lambda a: 3.0 / a, lambda a: a**2, lambda a: 2.0**a, lambda a: -a, lambda a: abs(a),
         lambda a: TRACED.maximum(a, 1.0), lambda a: TRACED.atan2(1.0, a),
@@ -348,12 +438,14 @@ def test_python_scalars_on_either_side_keep_float32() -> None:
         lambda a: TRACED.pow(a, 0.5),
     ]
     for case in cases:
-        (out,), backward = vjp_flat(lambda xs, case=case: [case(xs[0])], [x])
+        def fun(xs: list[Any], case: Callable[[Any], Any] = case) -> list[Any]:
+            return [case(xs[0])]
+
+        (out,), backward = vjp_flat(fun, [x])
         assert out.dtype == np.float32
         (g,) = backward([np.ones(3, dtype=np.float32)])
         assert g.dtype == np.float32 and g.shape == (3,)
-        _, (t,) = jvp_flat(lambda xs, case=case: [case(xs[0])], [x],
-                           [np.ones(3, dtype=np.float32)])
+        _, (t,) = jvp_flat(fun, [x], [np.ones(3, dtype=np.float32)])
         assert t.dtype == np.float32
         np.testing.assert_allclose(g, t, rtol=1e-6)
 
@@ -389,7 +481,7 @@ def test_integer_inputs_and_nondifferentiable_functions_give_zero_tangents() -> 
 def test_pow_with_integer_array_exponent_has_no_exponent_gradient() -> None:
     x = np.array([0.0, 2.0, -1.5])
     n = np.array([0, 3, 2])
-    (g,), backward = vjp_flat(lambda xs: [TRACED.pow(xs[0], xs[1])], [x, n])
+    _, backward = vjp_flat(lambda xs: [TRACED.pow(xs[0], xs[1])], [x, n])
     ct_x, ct_n = backward([np.ones(3)])
     np.testing.assert_allclose(ct_x, [0.0, 12.0, -3.0])
     np.testing.assert_array_equal(ct_n, np.zeros(3))
@@ -429,12 +521,17 @@ def test_abs_of_complex_zero_has_zero_derivative() -> None:
 def test_broadcasting_cotangents_reduce_to_operand_shapes() -> None:
     a = np.arange(6.0).reshape(2, 1, 3) + 0.5
     b = np.array([[1.0], [2.0], [3.0], [4.0]])
-    for name in ["add", "subtract", "multiply", "divide", "pow", "atan2", "hypot", "maximum",
-                 "logaddexp", "copysign"]:
-        got = grad_of(lambda x, y, name=name: TRACED.sum(getattr(TRACED, name)(x, y)), a, b)
-        want = jax_grad_of(lambda x, y, name=name: jnp.sum(getattr(jnp, name)(x, y)), a, b)
-        assert [g.shape for g in got] == [(2, 1, 3), (4, 1)]
-        assert_close(got, want)
+    names = ["add", "subtract", "multiply", "divide", "pow", "atan2", "hypot", "maximum",
+             "minimum", "logaddexp", "copysign", "remainder"]
+
+    def total(xp: Any) -> Callable[..., Any]:
+        # One weighted sum over all functions: a single JAX compilation for the reference.
+        return lambda x, y: sum(
+            (k + 1) * xp.sum(getattr(xp, name)(x, y)) for k, name in enumerate(names))
+
+    got = grad_of(total(TRACED), a, b)
+    assert [g.shape for g in got] == [(2, 1, 3), (4, 1)]
+    assert_close(got, jax_grad_of(total(jnp), a, b))
 
 
 def test_zero_dimensional_operands() -> None:
@@ -452,7 +549,8 @@ def test_vmap_of_grad_gives_per_example_gradients() -> None:
                            ys)
 
     ((value, bdim),) = vmap_flat(per_example, [xs], [0], 3)
-    want = jax.vmap(jax.grad(lambda v: jnp.sum(jnp.tanh(v) * jnp.maximum(v, 0.75))))(xs)
+    assert bdim is not None
+    want = jax.jit(jax.vmap(jax.grad(lambda v: jnp.sum(jnp.tanh(v) * jnp.maximum(v, 0.75)))))(xs)
     assert_close([np.moveaxis(value, bdim, 0)], [want])
 
 
@@ -461,11 +559,13 @@ def test_clip_under_vmap_with_unbatched_and_missing_bounds() -> None:
     hi = np.array([0.5, 1.0, 1.5])
     results = vmap_flat(lambda ys: [TRACED.clip(ys[0], None, ys[1])], [x, hi], [0, 0], 3)
     ((value, bdim),) = results
+    assert bdim is not None
     want = np.stack([np.clip(x[i], None, hi[i]) for i in range(3)])
     np.testing.assert_array_equal(np.moveaxis(value, bdim, 0), want)
     results = vmap_flat(lambda ys: [TRACED.clip(ys[0], -0.5, ys[1])], [x.T, hi[:, None]],
                         [1, None], 3)
     ((value, bdim),) = results
+    assert bdim is not None
     want = np.stack([np.clip(x[i], -0.5, hi[:, None]) for i in range(3)])
     np.testing.assert_array_equal(np.moveaxis(value, bdim, 0), want)
 

@@ -60,7 +60,7 @@ def test_constant_only_computations_are_folded_while_staging() -> None:
 
     def f(xs: list[Any]) -> list[Any]:
         k = ops.exp(c) * 3.0  # no traced operand: evaluated, never recorded
-        z = xp.zeros(2)  # a creation function of the concrete namespace
+        z = np.zeros(2)  # a creation function of the concrete namespace
         return [xs[0] + k + z]
 
     program, _ = stage(f, [np.ones(2)])
@@ -189,3 +189,13 @@ def test_concrete_bind_outside_staging_is_untouched() -> None:
     sin = ops.sin(np.zeros(1))
     assert type(sin) is np.ndarray
     assert bind(_split_p, (np.zeros(1),), {})[1][0] == 1.0
+
+
+def test_operations_on_weak_scalars_stay_weak() -> None:
+    x = np.ones(2, dtype=np.float32)
+    program, outs = stage(lambda xs: [xs[1] * xs[1] - 1.0, xs[0] * (xs[1] * xs[1])],
+                          [x, 3.0], xp=xp)
+    square = program.equations[0].outputs[0]
+    assert square.weak and square.dtype is float
+    assert type(outs[0]) is float and outs[0] == 8.0
+    assert outs[1].dtype == np.float32  # a NumPy float64 scalar would have promoted it

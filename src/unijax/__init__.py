@@ -11,7 +11,11 @@ Importing unijax imports no array library: each is loaded on first use.
 Example:
     >>> import numpy as np
     >>> import unijax
-    >>> unijax.grad(lambda x: (x ** 2).sum())(np.asarray([1.0, 2.0]))
+    >>> from array_api_compat import array_namespace
+    >>> def f(x):
+    ...     xp = array_namespace(x)
+    ...     return xp.sum(x ** 2)
+    >>> unijax.grad(f)(np.asarray([1.0, 2.0]))
     array([2., 4.])
 """
 
@@ -40,6 +44,7 @@ from unijax._config import (
     use_default_float_dtype,
 )
 from unijax._custom import custom_jvp, custom_vjp
+from unijax._plugins import list_backends, register_plugin
 from unijax._select import asarray, current_backend, explain_backend, namespace, to_backend
 
 __version__ = "0.1.0"
@@ -60,8 +65,10 @@ __all__ = [
     "jacrev",
     "jit",
     "jvp",
+    "list_backends",
     "make_ir",
     "namespace",
+    "register_plugin",
     "set_backend",
     "set_default_float_dtype",
     "stop_gradient",

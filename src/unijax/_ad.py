@@ -247,9 +247,13 @@ class VJPTrace(Trace):
 
         return list(self._record(rule, {}, primals, tuple(outs), parents, True))
 
-    def backward(self, outs: Sequence[Any], cts: Sequence[Any],
-                 inputs: Sequence[VJPTracer]) -> list[Any]:
-        """Cotangents of ``inputs`` given cotangents ``cts`` of ``outs`` (None = zero)."""
+    def backward(self, outs: Sequence[Any], cts: Sequence[Any], inputs: Sequence[Node]
+                 ) -> list[Any]:
+        """Cotangents of the input ``inputs`` nodes given cotangents ``cts`` of ``outs``.
+
+        Inputs are given as their tape nodes, not their tracers: ``x[i] = v`` inside the
+        function re-points an input tracer at the updated value.
+        """
         pending: dict[int, list[Any]] = {}
         start = -1
         for o, ct in zip(outs, cts, strict=True):
@@ -273,10 +277,10 @@ class VJPTrace(Trace):
                 if parent is not None and in_ct is not None:
                     _accumulate(pending, parent[0], parent[1], in_ct)
         result = []
-        for x in inputs:
-            got = pending.get(x.node.position) if x.node is not None else None
+        for node in inputs:
+            got = pending.get(node.position)
             result.append(got[0] if got is not None and got[0] is not None
-                          else _zeros_like(x.value))
+                          else _zeros_like(node.out))
         return result
 
 
@@ -299,12 +303,13 @@ def vjp_flat(fun: Callable[[list[Any]], list[Any]], primals: Sequence[Any],
     """
     trace = VJPTrace()
     inputs = [trace.new_input(p) for p in primals]
+    nodes = [x.node for x in inputs]  # before fun can re-point an input with x[i] = v
     lifted = [trace.pure(c) if is_array(c) else c for c in constants]
     outs = fun([*inputs, *lifted])
     values = [o.value if type(o) is VJPTracer and o._trace is trace else o for o in outs]
 
     def backward(cts: Sequence[Any]) -> list[Any]:
-        return trace.backward(outs, cts, inputs)
+        return trace.backward(outs, cts, nodes)
 
     return values, backward
 

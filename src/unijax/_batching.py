@@ -141,7 +141,11 @@ def move_bdim(x: Any, bdim: int | None, dst: int, axis_size: int) -> Any:
     """Move the batch axis of ``x`` to ``dst`` (broadcasting an unbatched ``x``)."""
     ops = _ops()
     if bdim is None:
-        x = ops.expand_dims(ops.asarray(x) if not hasattr(x, "shape") else x, axis=0)
+        if not hasattr(x, "shape"):  # a Python scalar output: make it an array first
+            from unijax._core import namespace_for_args
+
+            x = namespace_for_args((x,)).asarray(x)
+        x = ops.expand_dims(x, axis=0)
         shape = list(x.shape)
         shape[0] = axis_size
         x = ops.broadcast_to(x, tuple(shape))

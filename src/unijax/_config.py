@@ -19,6 +19,7 @@ import os
 import re
 import threading
 import tomllib
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,12 @@ class Option:
         env: The environment variable that sets it.
         help: One line on what it does.
         validate: Normalises a value or raises ``ValueError`` saying what is valid.
+
+    Example:
+        >>> import unijax
+        >>> opt = unijax.config.options()[1]
+        >>> opt.name, opt.env, opt.validate("FLOAT32")
+        ('default_float_dtype', 'UNIJAX_DEFAULT_FLOAT_DTYPE', 'float32')
     """
 
     name: str
@@ -262,8 +269,16 @@ def _changed(name: str, value: Any) -> None:
     with _lock:
         _generation += 1
         _resolved.clear()
+    _notify(name, value)
+
+
+def _notify(name: str, value: Any) -> None:
     for listener in list(_listeners):
-        listener(name, value)
+        try:
+            listener(name, value)
+        except Exception as err:  # one broken subscriber must not break every update
+            warnings.warn(f"unijax config subscriber {listener!r} raised {err!r}",
+                          RuntimeWarning, stacklevel=3)
 
 
 def configured_backend() -> tuple[str, str, str] | None:
@@ -296,6 +311,12 @@ class Config:
 
         Raises:
             ConfigError: ``name`` is not an option, or its source holds an invalid value.
+
+        Example:
+            >>> import unijax
+            >>> with unijax.use_default_float_dtype("float32"):
+            ...     unijax.config.read("default_float_dtype")
+            'float32'
         """
         if name == "backend" and _backend_ctx.get() is not None:
             return _backend_ctx.get()
@@ -304,7 +325,15 @@ class Config:
         return _lookup(name)[0]
 
     def source(self, name: str) -> str:
-        """A sentence saying where the process-wide value of ``name`` comes from."""
+        """A sentence saying where the process-wide value of ``name`` comes from.
+
+        Example:
+            >>> import unijax
+            >>> unijax.config.update("jit_cache_size", 64)
+            >>> unijax.config.source("jit_cache_size")
+            "unijax.config.update('jit_cache_size', 64) was called"
+            >>> unijax.config.update("jit_cache_size", None)
+        """
         return _lookup(name)[2]
 
     def update(self, name: str, value: Any) -> None:
@@ -316,6 +345,13 @@ class Config:
         Raises:
             ConfigError: Unknown option or invalid value (nothing is changed).
             UnknownBackendError: ``backend`` names no installed backend.
+
+        Example:
+            >>> import unijax
+            >>> unijax.config.update("jit_cache_size", 16)
+            >>> unijax.config.read("jit_cache_size")
+            16
+            >>> unijax.config.update("jit_cache_size", None)
         """
         opt = _option(name)
         if value is None:
@@ -337,7 +373,13 @@ class Config:
         _changed(name, value)
 
     def options(self) -> tuple[Option, ...]:
-        """Every option with its default, environment variable and help (for docs)."""
+        """Every option with its default, environment variable and help (for docs).
+
+        Example:
+            >>> import unijax
+            >>> [o.env for o in unijax.config.options()][-1]
+            'UNIJAX_JIT_CACHE_SIZE'
+        """
         return tuple(_OPTIONS.values())
 
     def subscribe(self, callback: Callable[[str, Any], None]) -> None:
@@ -346,13 +388,34 @@ class Config:
         Context managers notify on entry too, so a plugin can prepare for a value (the
         JAX plugin enables x64 for ``default_float_dtype="float64"``). Callbacks must be
         cheap and must not raise.
+
+        Example:
+            >>> import unijax
+            >>> def show(name, value):
+            ...     print(name, value)
+            >>> unijax.config.subscribe(show)
+            >>> unijax.config.update("jit_cache_size", 8)
+            jit_cache_size 8
+            >>> unijax.config.unsubscribe(show)
+            >>> unijax.config.update("jit_cache_size", None)
         """
         with _lock:
             if callback not in _listeners:
                 _listeners.append(callback)
 
+    def unsubscribe(self, callback: Callable[[str, Any], None]) -> None:
+        """Stop calling ``callback`` (no error if it was not subscribed)."""
+        with _lock:
+            if callback in _listeners:
+                _listeners.remove(callback)
+
     def reload(self) -> None:
-        """Read the environment and the config file again; see :func:`reload`."""
+        """Read the environment and the config file again; see :func:`reload`.
+
+        Example:
+            >>> import unijax
+            >>> unijax.config.reload()
+        """
         reload()
 
     def __repr__(self) -> str:
@@ -486,8 +549,7 @@ def use_default_float_dtype(dtype: Any) -> Iterator[None]:
                        "Pass 'float64' or 'float32'.")
     token = _float_ctx.set(value)
     try:
-        for listener in list(_listeners):
-            listener("default_float_dtype", value)
+        _notify("default_float_dtype", value)
         yield
     finally:
         _float_ctx.reset(token)

@@ -20,16 +20,12 @@ slice, ``None`` or ``...`` separates them. A boolean mask becomes the integer ar
 ``nonzero()``; its values must be concrete (fine eagerly and under ``grad``, an error under
 ``vmap`` or ``jit``, where the result's shape would depend on traced values).
 
-Concrete evaluation uses the backend's own indexing where it has NumPy's semantics (NumPy,
-CuPy, JAX) and an equivalent portable sequence of standard calls otherwise (basic indexing,
-``permute_dims``, ``reshape``, ``take``), as array-api-strict accepts no index arrays.
+Concrete evaluation (the primitives' impls) lives in :mod:`unijax.rules._index_eval`.
 """
 
 from __future__ import annotations
 
-import math
 import operator
-import sys
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -38,21 +34,24 @@ from unijax._dtypes import dtype_name
 from unijax.errors import ConcretizationError, message
 
 __all__ = [
+    "FULL",
+    "Item",
+    "Items",
     "Layout",
+    "block_axes",
+    "block_shape",
     "broadcast_shapes",
-    "gather",
     "getitem",
     "layout",
     "parse_key",
-    "scatter_add",
-    "scatter_set",
     "setitem",
+    "slice_len",
 ]
 
 Item = tuple[Any, ...]
 Items = tuple[Item, ...]
 
-_FULL = "slice"
+FULL = "slice"
 
 
 # --- parsing keys -----------------------------------------------------------------------------
@@ -91,6 +90,16 @@ def _concrete_mask(mask: Any) -> Any:
         ) from err
 
 
+def _sequence_index(x: Any, k: list[Any] | tuple[Any, ...]) -> Any:
+    """A list used as an index (NumPy's extension), as an array; it may hold tracers."""
+    xp = namespace_for_value(base_value(x))
+    if not len(k):
+        return xp.asarray(k, dtype=xp.int64)
+    from unijax.rules.creation import asarray
+
+    return asarray(xp, k)
+
+
 def _slice_item(s: slice, n: int) -> Item:
     parts = []
     for v in (s.start, s.stop, s.step):
@@ -100,11 +109,11 @@ def _slice_item(s: slice, n: int) -> Item:
     start, stop, step = slice(*parts).indices(n)
     length = len(range(start, stop, step))
     if length == 0:
-        return (_FULL, 0, 0, 1)
+        return (FULL, 0, 0, 1)
     last = start + (length - 1) * step
     if step > 0:
-        return (_FULL, start, last + 1, step)
-    return (_FULL, start, last - 1 if last > 0 else None, step)
+        return (FULL, start, last + 1, step)
+    return (FULL, start, last - 1 if last > 0 else None, step)
 
 
 def slice_len(item: Item) -> int:
@@ -139,8 +148,7 @@ def parse_key(x: Any, key: Any) -> tuple[Items, list[Any]]:
                                fix="Use None to add an axis, or a boolean array as a mask.")
         elif isinstance(k, list | tuple) or _is_array(k):
             if not _is_array(k):
-                xp = namespace_for_value(base_value(x))
-                k = xp.asarray(k) if len(k) else xp.asarray(k, dtype=xp.int64)
+                k = _sequence_index(x, k)
             kind = _kind(k.dtype)
             if kind == "bool":
                 if k.ndim == 0:
@@ -186,7 +194,7 @@ def _canonical(parsed: list[tuple[str, Any]], shape: tuple[int, ...], fill: int
         if kind == "none":
             items.append(("none",))
         elif kind == "ellipsis":
-            items.extend((_FULL, 0, shape[axis + i], 1) for i in range(fill))
+            items.extend((FULL, 0, shape[axis + i], 1) for i in range(fill))
             axis += fill
             if fill == 0 and advanced and _separates(parsed, position):
                 items.append(("ellipsis",))
@@ -271,7 +279,7 @@ def layout(items: Items, shape: Sequence[int], array_shapes: Sequence[Sequence[i
     dims: list[int] = []
     first: int | None = None
     for it in items:
-        if it[0] == _FULL:
+        if it[0] == FULL:
             dims.append(slice_len(it))
         elif it[0] == "none":
             dims.append(1)
@@ -287,265 +295,47 @@ def layout(items: Items, shape: Sequence[int], array_shapes: Sequence[Sequence[i
     return Layout(tuple(dims[:block]) + bshape + tuple(dims[block:]), block, len(bshape), front)
 
 
-# --- concrete evaluation ----------------------------------------------------------------------
-
-_NATIVE_ROOTS = frozenset({"numpy", "cupy", "jax", "jaxlib", "autograd"})
-_native_by_type: dict[type, bool] = {}
-
-
-def _native(x: Any) -> bool:
-    """Whether ``x``'s own ``__getitem__`` has NumPy's full semantics (index arrays too)."""
-    tp = type(x)
-    native = _native_by_type.get(tp)
-    if native is None:
-        native = _native_by_type[tp] = tp.__module__.partition(".")[0] in _NATIVE_ROOTS
-    return native
-
-
-def _render(items: Items, arrays: Sequence[Any]) -> tuple[Any, ...]:
-    out: list[Any] = []
-    for it in items:
-        kind = it[0]
-        if kind == _FULL:
-            out.append(slice(it[1], it[2], it[3]))
-        elif kind == "int":
-            out.append(it[1])
-        elif kind == "array":
-            out.append(arrays[it[1]])
-        elif kind == "none":
-            out.append(None)
-        else:
-            out.append(Ellipsis)
-    return tuple(out)
-
-
-def _basic(items: Items, *, keep_none: bool = True) -> tuple[Any, ...]:
-    """``items`` with every advanced index replaced by a full slice (``...`` dropped)."""
-    has_arrays = any(it[0] == "array" for it in items)
-    out: list[Any] = []
-    for it in items:
-        kind = it[0]
-        if kind == _FULL:
-            out.append(slice(it[1], it[2], it[3]))
-        elif kind == "int":
-            out.append(slice(None) if has_arrays else it[1])
-        elif kind == "array":
-            out.append(slice(None))
-        elif kind == "none" and keep_none:
-            out.append(None)
-    return tuple(out)
-
-
-def _is_identity(basic: tuple[Any, ...], shape: Sequence[int]) -> bool:
-    return len(basic) == len(shape) and all(
-        isinstance(b, slice) and b == slice(0, n, 1) or b == slice(None)
-        for b, n in zip(basic, shape, strict=True)
-    )
-
-
-class _Plan(NamedTuple):
-    """How the portable path gathers: the axes of ``x[basic]`` that index arrays address."""
-
-    basic: tuple[Any, ...]
-    mid_shape: tuple[int, ...]  # shape of x[basic]
-    axes: tuple[int, ...]  # the advanced axes of x[basic]
-    lay: Layout
-
-
-def _plan(items: Items, shape: Sequence[int], array_shapes: Sequence[Sequence[int]]) -> _Plan:
-    basic = _basic(items)
-    mid: list[int] = []
-    axes: list[int] = []
-    axis = 0
-    for it in items:
-        if it[0] == "none":
-            mid.append(1)
-        elif it[0] == "ellipsis":
-            continue
-        else:
-            if it[0] == _FULL:
-                mid.append(slice_len(it))
-            else:
-                axes.append(len(mid))
-                mid.append(shape[axis])
-            axis += 1
-    return _Plan(basic, tuple(mid), tuple(axes), layout(items, shape, array_shapes))
-
-
-def _linear_index(xp: Any, items: Items, arrays: Sequence[Any], plan: _Plan) -> Any:
-    """The row-major position of each selected element among the advanced axes."""
-    lin: Any = 0
-    stride = 1
-    adv = [it for it in items if it[0] in ("int", "array")]
-    for it, axis in zip(reversed(adv), reversed(plan.axes), strict=True):
-        n = plan.mid_shape[axis]
-        if it[0] == "int":
-            term: Any = it[1]
-        else:
-            a = xp.astype(arrays[it[1]], xp.int64)
-            term = xp.where(a < 0, a + n, a)
-        lin = lin + term * stride
-        stride *= n
-    bshape = plan.lay.shape[plan.lay.block : plan.lay.block + plan.lay.block_ndim]
-    return xp.reshape(xp.broadcast_to(xp.asarray(lin), bshape), (-1,))
-
-
-def _to_front(xp: Any, y: Any, axes: Sequence[int]) -> Any:
-    perm = (*axes, *(i for i in range(y.ndim) if i not in axes))
-    return y if perm == tuple(range(y.ndim)) else xp.permute_dims(y, perm)
-
-
-def _from_front(xp: Any, y: Any, axes: Sequence[int]) -> Any:
-    perm = (*axes, *(i for i in range(y.ndim) if i not in axes))
-    inverse = [0] * len(perm)
-    for i, p in enumerate(perm):
-        inverse[p] = i
-    return y if perm == tuple(range(y.ndim)) else xp.permute_dims(y, tuple(inverse))
-
-
-def _block_axes(lay: Layout) -> tuple[int, ...]:
+def block_axes(lay: Layout) -> tuple[int, ...]:
+    """The axes of ``lay.shape`` that the index arrays' broadcast shape occupies."""
     assert lay.block is not None
     return tuple(range(lay.block, lay.block + lay.block_ndim))
 
 
-def gather(xp: Any, x: Any, arrays: Sequence[Any], items: Items) -> Any:
-    """Concrete ``x[key]`` for canonical ``items`` (the ``getitem`` primitive's impl)."""
-    if _native(x):
-        out = x[_render(items, arrays)]
-        return out if hasattr(out, "__array_namespace__") else xp.asarray(out)
-    plan = _plan(items, x.shape, [a.shape for a in arrays])
-    y = x if _is_identity(plan.basic, x.shape) else x[plan.basic]
-    if plan.lay.block is None:
-        return y
-    lin = _linear_index(xp, items, arrays, plan)
-    y = _to_front(xp, y, plan.axes)
-    rest = tuple(y.shape[len(plan.axes) :])
-    y = xp.take(xp.reshape(y, (-1, *rest)), lin, axis=0)
-    bshape = plan.lay.shape[plan.lay.block : plan.lay.block + plan.lay.block_ndim]
-    y = xp.reshape(y, (*bshape, *rest))
-    return _from_front(xp, y, _block_axes(plan.lay))
-
-
-def _zeros(xp: Any, shape: Sequence[int], like: Any) -> Any:
-    from array_api_compat import device
-
-    return xp.zeros(tuple(shape), dtype=like.dtype, device=device(like))
-
-
-def _assign_basic(xp: Any, z: Any, basic: tuple[Any, ...], value: Any) -> Any:
-    """``z`` with ``z[basic] = value`` (``z`` is a fresh array, updated in place if mutable)."""
-    if hasattr(z, "at"):
-        return z.at[basic].set(value)
-    z[basic] = value
-    return z
-
-
-def _setitem_key(xp: Any, basic: tuple[Any, ...], value: Any, sel_shape: tuple[int, ...]
-                 ) -> tuple[tuple[Any, ...], Any]:
-    """A basic key without ``None`` (array-api-strict refuses it) and the value to match."""
-    if all(b is not None for b in basic):
-        return basic, value
-    value = xp.broadcast_to(xp.asarray(value), sel_shape)
-    keep: list[int] = []
-    position = 0
-    for b in basic:
-        if isinstance(b, slice):
-            keep.append(sel_shape[position])
-        if b is None or isinstance(b, slice):
-            position += 1
-    return tuple(b for b in basic if b is not None), xp.reshape(value, tuple(keep))
-
-
-def scatter_add(xp: Any, ct: Any, arrays: Sequence[Any], items: Items,
-                shape: Sequence[int]) -> Any:
-    """Zeros of ``shape`` with ``ct`` added at ``items``; repeated indices accumulate.
-
-    The transpose of :func:`gather` (the ``scatter_add`` primitive's impl). NumPy and CuPy
-    use ``add.at``, JAX ``.at[].add``; other backends a one-hot matrix product, which is
-    portable but costs memory proportional to (indexed elements) x (selected elements).
-    """
-    has_arrays = bool(arrays)
-    root = type(ct).__module__.partition(".")[0]
-    if has_arrays and _native(ct):
-        key = _render(items, arrays)
-        z = _zeros(xp, shape, ct)
-        if hasattr(z, "at"):
-            return z.at[key].add(ct)
-        add_at = getattr(getattr(sys.modules.get(root), "add", None), "at", None)
-        if add_at is not None:
-            add_at(z, key, ct)
-            return z
-    plan = _plan(items, shape, [a.shape for a in arrays])
-    if plan.lay.block is None:
-        if _is_identity(plan.basic, shape):
-            return xp.reshape(ct, tuple(shape))
-        basic, value = _setitem_key(xp, plan.basic, ct, plan.lay.shape)
-        return _assign_basic(xp, _zeros(xp, shape, ct), basic, value)
-    y = _to_front(xp, ct, _block_axes(plan.lay))
-    rest = tuple(y.shape[plan.lay.block_ndim :])
-    y = xp.reshape(y, (-1, math.prod(rest)))
-    lin = _linear_index(xp, items, arrays, plan)
-    adv_dims = tuple(plan.mid_shape[a] for a in plan.axes)
-    rows = math.prod(adv_dims)
-    one_hot = xp.astype(xp.arange(rows)[:, None] == lin[None, :], ct.dtype)
-    y = xp.reshape(xp.matmul(one_hot, y), (*adv_dims, *rest))
-    y = _from_front(xp, y, plan.axes)
-    if _is_identity(plan.basic, shape):
-        return xp.reshape(y, tuple(shape))
-    basic, value = _setitem_key(xp, plan.basic, y, plan.mid_shape)
-    return _assign_basic(xp, _zeros(xp, shape, ct), basic, value)
-
-
-def scatter_set(xp: Any, x: Any, value: Any, arrays: Sequence[Any], items: Items) -> Any:
-    """A copy of ``x`` with ``x[items] = value`` (the ``setitem`` primitive's impl).
-
-    With repeated indices the last write wins, as in NumPy.
-    """
-    if hasattr(x, "at"):
-        return x.at[_render(items, arrays)].set(value)
-    if _native(x):
-        out = xp.asarray(x, copy=True)
-        out[_render(items, arrays)] = value
-        return out
-    plan = _plan(items, x.shape, [a.shape for a in arrays])
-    out = xp.asarray(x, copy=True)
-    value = xp.asarray(value, dtype=x.dtype)
-    if plan.lay.block is None:
-        basic, value = _setitem_key(xp, plan.basic, value, plan.lay.shape)
-        return _assign_basic(xp, out, basic, value)
-    # Index arrays: rewrite the selected rows of x[basic] with the last write to each.
-    value = xp.broadcast_to(value, plan.lay.shape)
-    sub = out if _is_identity(plan.basic, x.shape) else out[plan.basic]
-    sub = _to_front(xp, sub, plan.axes)
-    adv_dims = tuple(sub.shape[: len(plan.axes)])
-    rest = tuple(sub.shape[len(plan.axes) :])
-    sub = xp.reshape(sub, (-1, *rest))
-    v = xp.reshape(_to_front(xp, value, _block_axes(plan.lay)), (-1, *rest))
-    lin = _linear_index(xp, items, arrays, plan)
-    if lin.shape[0] == 0:
-        return out
-    hits = xp.arange(sub.shape[0])[:, None] == lin[None, :]
-    order = xp.arange(lin.shape[0])
-    last = xp.max(xp.where(hits, order[None, :], -1), axis=1)
-    taken = xp.take(v, xp.where(last < 0, 0, last), axis=0)
-    mask = xp.reshape(last >= 0, (-1,) + (1,) * len(rest))
-    sub = xp.reshape(xp.where(mask, taken, sub), (*adv_dims, *rest))
-    sub = _from_front(xp, sub, plan.axes)
-    if _is_identity(plan.basic, x.shape):
-        return sub
-    basic, sub = _setitem_key(xp, plan.basic, sub, plan.mid_shape)
-    return _assign_basic(xp, out, basic, sub)
+def block_shape(lay: Layout) -> tuple[int, ...]:
+    """The broadcast shape of the index arrays."""
+    return tuple(lay.shape[a] for a in block_axes(lay))
 
 
 # --- the entry points used by Tracer.__getitem__ / __setitem__ -------------------------------
 
 
 def getitem(x: Any, key: Any) -> Any:
-    """``x[key]`` for an array or tracer ``x``, through the ``getitem`` primitive."""
+    """``x[key]`` for an array or tracer ``x``, through the ``getitem`` primitive.
+
+    Args:
+        x: The array or tracer indexed.
+        key: Any index NumPy accepts (see the module docstring for the semantics).
+
+    Returns:
+        The selection; ``x`` itself for a key that selects everything (``x[...]``).
+
+    Raises:
+        IndexError: The key is not a valid index for ``x``.
+        ConcretizationError: A traced boolean mask under ``vmap`` or ``jit``.
+
+    Example:
+        >>> import numpy as np
+        >>> import unijax
+        >>> def f(x):
+        ...     xp = x.__array_namespace__()
+        ...     return xp.sum(x[np.asarray([0, 0, 2])] ** 2)  # repeats accumulate
+        >>> unijax.grad(f)(np.asarray([1.0, 2.0, 3.0]))
+        array([4., 0., 6.])
+    """
     from unijax.rules.indexing import getitem_p
 
     items, arrays = parse_key(x, key)
-    if not arrays and items == tuple((_FULL, 0, n, 1) for n in x.shape):
+    if not arrays and items == tuple((FULL, 0, n, 1) for n in x.shape):
         return x
     return getitem_p.bind(x, *arrays, key=items)
 
@@ -555,7 +345,19 @@ def setitem(x: Any, key: Any, value: Any) -> Any:
 
     A boolean mask with a value that does not depend on how many elements it selects
     (a scalar, or one row broadcast to every selected element) becomes ``where``, which
-    works under every transform.
+    works under every transform. ``value`` is cast to ``x``'s dtype.
+
+    Args:
+        x: The array or tracer updated (it is not modified).
+        key: Any index NumPy accepts.
+        value: A scalar or array broadcastable to the shape of ``x[key]``.
+
+    Returns:
+        A new array or tracer equal to ``x`` outside ``key`` and to ``value`` inside.
+
+    Raises:
+        IndexError: The key is not a valid index for ``x``.
+        ValueError: ``value`` does not broadcast to the selection.
     """
     from unijax.rules.indexing import setitem_p
 
@@ -614,7 +416,8 @@ def _mask_where(x: Any, key: Any, value: Any) -> Any:
         if len(vshape) == rest + 1:
             value = ops.reshape(value, vshape[1:])
         mask = ops.reshape(mask, tuple(mask.shape) + (1,) * rest)
-    return ops.where(mask, value, x)
+    out = ops.where(mask, value, x)
+    return out if out.dtype == x.dtype else ops.astype(out, x.dtype)
 
 
 def _has_where(ops: Any) -> bool:

@@ -47,7 +47,13 @@ def _row(info: PluginInfo) -> tuple[str, ...]:
 
 
 def collect() -> dict[str, Any]:
-    """Everything ``unijax info`` shows, as plain data."""
+    """Everything ``unijax info`` shows, as plain data.
+
+    Example:
+        >>> data = collect()
+        >>> [row[0] for row in data["backends"] if row[0] == "numpy"]
+        ['numpy']
+    """
     try:
         selection = str(explain_backend())
     except UnijaxError as err:

@@ -39,6 +39,7 @@ __all__ = [
     "dtype_name",
     "freeze",
     "var_names",
+    "weak_value",
 ]
 
 _ids = itertools.count()
@@ -122,6 +123,14 @@ class Equation:
         inputs: Its positional operands (atoms).
         params: Its keyword metadata, exactly as passed to ``bind``.
         outputs: The vars it defines (one, or several for a multiple-result primitive).
+
+    Example:
+        >>> from unijax._core import PRIMITIVES, Primitive
+        >>> sum_p = PRIMITIVES.get("sum") or Primitive("sum")
+        >>> x, y = Var((4,), "float64"), Var((), "float64")
+        >>> a = Equation(sum_p, (x,), {"axis": [0]}, (y,))
+        >>> a.key() == Equation(sum_p, (x,), {"axis": [0]}, (Var((), "float64"),)).key()
+        True
     """
 
     __slots__ = ("inputs", "outputs", "params", "primitive")
@@ -135,7 +144,7 @@ class Equation:
 
     def replace(self, inputs: tuple[Atom, ...]) -> Equation:
         """The same equation reading ``inputs`` (``self`` when nothing changes)."""
-        if all(a is b for a, b in zip(inputs, self.inputs, strict=True)):
+        if inputs == self.inputs:  # vars compare by identity, literals by value
             return self
         return Equation(self.primitive, inputs, self.params, self.outputs)
 
@@ -325,6 +334,9 @@ def dtype_name(dtype: Any) -> str:
     return base
 
 
+_KINDS: dict[tuple[type, Any], str] = {}
+
+
 def dtype_kind(dtype: Any) -> str:
     """``"bool"``, ``"integral"``, ``"real floating"``, ``"complex floating"`` or ``"other"``.
 
@@ -335,16 +347,51 @@ def dtype_kind(dtype: Any) -> str:
         >>> dtype_kind(np.dtype("int8")), dtype_kind(np.dtype("float16"))
         ('integral', 'real floating')
     """
+    # Keyed with the type first, so dtypes of two libraries are never compared (that
+    # warns in array-api-strict).
+    key = (type(dtype), dtype)
+    try:
+        return _KINDS[key]
+    except (KeyError, TypeError):
+        pass
     base = _dtype_basename(dtype)
     if base == "bool":
-        return "bool"
-    if base.startswith(("int", "uint")):
-        return "integral"
-    if base.startswith(("float", "bfloat")):
-        return "real floating"
-    if base.startswith("complex"):
-        return "complex floating"
-    return "other"
+        kind = "bool"
+    elif base.startswith(("int", "uint")):
+        kind = "integral"
+    elif base.startswith(("float", "bfloat")):
+        kind = "real floating"
+    elif base.startswith("complex"):
+        kind = "complex floating"
+    else:
+        kind = "other"
+    try:
+        _KINDS[key] = kind
+    except TypeError:  # an unhashable dtype object: just not cached
+        pass
+    return kind
+
+
+_PYTHON_TYPES = {"bool": bool, "integral": int, "real floating": float,
+                 "complex floating": complex}
+
+
+def weak_value(value: Any) -> Any:
+    """``value`` as a Python scalar if it is 0-d (a weakly typed result), else unchanged.
+
+    An operation whose operands are all Python scalars gives a Python scalar under jit,
+    as ``2.0 * 2.0`` does eagerly, so it stays weakly typed: a NumPy float64 scalar would
+    promote a float32 array it later meets, where the eager Python float does not.
+
+    Example:
+        >>> import numpy as np
+        >>> weak_value(np.float64(4.0)), weak_value(np.asarray(True)), weak_value(3)
+        (4.0, True, 3)
+    """
+    if type(value) in SCALAR_TYPES or tuple(getattr(value, "shape", (0,))) != ():
+        return value
+    convert = _PYTHON_TYPES.get(dtype_kind(value.dtype))
+    return value if convert is None else convert(value)
 
 
 # --- canonical keys -------------------------------------------------------------------------

@@ -21,9 +21,11 @@ import builtins
 import itertools
 import keyword
 import math
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from unijax._ir import Atom, Literal, Program, Var, var_names
+from unijax._core import Primitive, bind
+from unijax._ir import Atom, Equation, Literal, Program, Var, var_names, weak_value
 
 __all__ = ["Executable", "compile_python", "interpret"]
 
@@ -36,6 +38,28 @@ class Executable(Protocol):
     source: str | None
 
     def __call__(self, *args: Any) -> list[Any]: ...
+
+
+def _is_array_constant(program: Program, atom: Atom) -> bool:
+    # Only arrays need copying out: Python scalars are immutable.
+    return isinstance(atom, Var) and hasattr(program.constants.get(atom), "shape")
+
+
+# --- weakly typed scalars -------------------------------------------------------------------
+
+
+def _is_weak(eqn: Equation) -> bool:
+    return not eqn.primitive.multiple_results and eqn.outputs[0].weak
+
+
+def _weak_impl(prim: Primitive) -> Callable[..., Any]:
+    """Evaluate as staging did: Python scalars in, a Python scalar out (see ``weak_value``)."""
+
+    def weak(*args: Any, **params: Any) -> Any:
+        return weak_value(bind(prim, args, params))
+
+    weak.__name__ = f"weak_{prim.name}"
+    return weak
 
 
 # --- the interpreter ------------------------------------------------------------------------
@@ -74,7 +98,7 @@ class Interpreted:
         # generic ``fn(*[...], **params)`` costs more than the NumPy op on small arrays.
         self._steps: list[tuple[int, Any, Any, Any, dict[str, Any], Any]] = []
         for eqn in program.equations:
-            fn = eqn.primitive.impl_for(xp)
+            fn = _weak_impl(eqn.primitive) if _is_weak(eqn) else eqn.primitive.impl_for(xp)
             ins = [slot(a) for a in eqn.inputs]
             outs = [slot(v) for v in eqn.outputs]
             if eqn.primitive.multiple_results:
@@ -85,8 +109,7 @@ class Interpreted:
                 self._steps.append((_BINARY, fn, ins[0], ins[1], eqn.params, outs[0]))
             else:
                 self._steps.append((_GENERAL, fn, ins, None, eqn.params, outs[0]))
-        self._outputs = [(slot(a), isinstance(a, Var) and a in program.constants)
-                         for a in program.outputs]
+        self._outputs = [(slot(a), _is_array_constant(program, a)) for a in program.outputs]
         self._env = env
         self._n_inputs = len(program.inputs)
         self._copy = xp.asarray
@@ -186,12 +209,14 @@ class _Globals:
         return text if text is not None else self.bind(value, "p")
 
 
-def _function_text(eqn_prim: Any, xp: Any, glob: _Globals) -> str:
-    impl = eqn_prim.impl_for(xp)  # resolves (and validates) the function now
-    if eqn_prim.custom_impl is None:
-        return f"xp.{eqn_prim.namespace}.{eqn_prim.name}" if eqn_prim.namespace \
-            else f"xp.{eqn_prim.name}"
-    return glob.bind(impl, "impl_" + eqn_prim.qualname.replace(".", "_") + "_")
+def _function_text(eqn: Equation, xp: Any, glob: _Globals) -> str:
+    prim = eqn.primitive
+    if _is_weak(eqn):
+        return glob.bind(_weak_impl(prim), "weak_" + prim.qualname.replace(".", "_") + "_")
+    impl = prim.impl_for(xp)  # resolves (and validates) the function now
+    if prim.custom_impl is None:
+        return f"xp.{prim.namespace}.{prim.name}" if prim.namespace else f"xp.{prim.name}"
+    return glob.bind(impl, "impl_" + prim.qualname.replace(".", "_") + "_")
 
 
 def compile_python(program: Program, xp: Any, *, name: str = "compiled") -> Any:
@@ -241,14 +266,13 @@ def compile_python(program: Program, xp: Any, *, name: str = "compiled") -> Any:
     for eqn in program.equations:
         operands = [atom(a) for a in eqn.inputs]
         operands += [f"{k}={glob.value(v)}" for k, v in eqn.params.items()]
-        call = f"{_function_text(eqn.primitive, xp, glob)}({', '.join(operands)})"
+        call = f"{_function_text(eqn, xp, glob)}({', '.join(operands)})"
         targets = ", ".join(names[v] for v in eqn.outputs)
         if eqn.primitive.multiple_results and len(eqn.outputs) == 1:
             targets += ","
         lines.append(f"    {targets} = {call}")
-    results = [f"xp.asarray({names[a]}, copy=True)"
-               if isinstance(a, Var) and a in program.constants else atom(a)
-               for a in program.outputs]
+    results = [f"xp.asarray({atom(a)}, copy=True)" if _is_array_constant(program, a)
+               else atom(a) for a in program.outputs]
     lines.append(f"    return [{', '.join(results)}]")
     source = "\n".join(lines) + "\n"
     code = compile(source, f"<unijax {fn_name} #{next(_compile_ids)}>", "exec")

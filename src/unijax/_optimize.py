@@ -101,6 +101,7 @@ def cse(program: Program) -> Program:
 # f(f(x)) == x exactly for every dtype these accept.
 _INVOLUTIONS = frozenset({"negative", "matrix_transpose", "logical_not", "bitwise_invert",
                           "conj"})
+_ARITHMETIC = frozenset({"add", "subtract", "multiply", "divide"})
 # f(x) == x whenever the result has x's shape and dtype.
 _IDENTITY_IF_SAME_TYPE = frozenset({"reshape", "broadcast_to", "astype", "positive"})
 
@@ -173,9 +174,12 @@ def _rewrite(eqn: Equation, producer: dict[Var, Equation],
     def same(a: Atom) -> bool:
         return isinstance(a, Var) and a.shape == out.shape and a.dtype == out.dtype
 
-    kind = dtype_kind(out.dtype)
-    if len(ins) == 2 and kind != "complex floating":
-        # Complex x * (1+0j) is not exact (inf * 0 = nan in the cross terms).
+    if len(ins) == 2:
+        if name not in _ARITHMETIC:
+            return None
+        kind = dtype_kind(out.dtype)
+        if kind == "complex floating":
+            return None  # complex x * (1+0j) is not exact: inf * 0 = nan in cross terms
         x, y = ins
         if name == "multiply":
             if same(x) and _is_one(consts.scalar(y)):
@@ -190,7 +194,7 @@ def _rewrite(eqn: Equation, producer: dict[Var, Equation],
                 return x
             if same(y) and _is_zero(consts.scalar(x), kind, negative=True):
                 return y
-        elif name == "subtract" and same(x) and _is_zero(consts.scalar(y), kind, negative=False):
+        elif same(x) and _is_zero(consts.scalar(y), kind, negative=False):  # subtract
             return x
         return None
     if len(ins) != 1:
@@ -199,7 +203,7 @@ def _rewrite(eqn: Equation, producer: dict[Var, Equation],
     if name in _IDENTITY_IF_SAME_TYPE and same(x):
         return x
     inner = producer.get(x) if isinstance(x, Var) else None
-    if inner is None or inner.primitive is not prim:
+    if inner is None or inner.primitive is not prim or len(inner.inputs) != 1:
         return None
     (w,) = inner.inputs
     if name in _INVOLUTIONS or (name == "permute_dims" and _composes_to_identity(inner, eqn)):

@@ -54,6 +54,11 @@ class PluginInfo:
         allowed: Whether the ``plugins``/``disable_plugin_autoload`` options allow it.
         backend: The loaded backend, or None when it could not be loaded.
         error: Why it could not be loaded, or None.
+
+    Example:
+        >>> info = next(i for i in list_backends() if i.name == "numpy")
+        >>> info.allowed, info.available, info.error
+        (True, True, None)
     """
 
     name: str

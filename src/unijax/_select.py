@@ -1,6 +1,6 @@
 """Which backend runs a call, and moving arrays between backends.
 
-Precedence, first match wins: the ``backend=`` argument > ``use_backend(...)`` > 
+Precedence, first match wins: the ``backend=`` argument > ``use_backend(...)`` >
 ``set_backend(...)`` > ``UNIJAX_BACKEND`` > the config file > the type of the input arrays
 > ``"numpy"``. :func:`explain_backend` says which rule decided and why.
 
@@ -258,15 +258,22 @@ def _same_device(x: Any, source: Backend, target: Backend, xp: Any) -> Any:
     if source.name == _DEFAULT or not hasattr(x, "__dlpack__"):
         return xp.asarray(x)
     if source.capabilities.mutable_arrays and not target.capabilities.mutable_arrays:
-        # The target treats arrays as immutable: it must not see later writes to x.
-        return xp.from_dlpack(x, copy=True)
+        # The target treats arrays as immutable, so it must not see later writes to x: it
+        # gets a private copy, made by the source library (JAX on GPU cannot import one
+        # with from_dlpack(copy=True)).
+        x = source.namespace.asarray(x, copy=True)
     return xp.from_dlpack(x)
 
 
 def _to_numpy(x: Any) -> Any:
     import numpy as np
 
-    return np.from_dlpack(x) if hasattr(x, "__dlpack__") else np.asarray(x)
+    if hasattr(x, "__dlpack__"):
+        try:
+            return np.from_dlpack(x)
+        except BufferError:  # not on the host: let the library copy it there
+            pass
+    return np.asarray(x)
 
 
 def _device(backend: Backend, device: Any) -> Any:
@@ -286,6 +293,10 @@ class BackendExplanation:
         rule: ``"argument"``, ``"context"``, ``"set_backend"``, ``"env"``,
             ``"config_file"``, ``"input_arrays"`` or ``"default"``.
         reason: A sentence saying why, e.g. ``"UNIJAX_BACKEND=jax in the environment"``.
+
+    Example:
+        >>> explain_backend(1.0).rule
+        'default'
     """
 
     backend: str

@@ -22,13 +22,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from unijax._core import SCALAR_TYPES, Primitive, Trace, Tracer, bind
-from unijax._ir import Atom, Equation, Literal, Program, Var
+from unijax._ir import Atom, Equation, Literal, Program, Var, weak_value
 from unijax.errors import ConcretizationError, message
 
 __all__ = ["StagingTrace", "StagingTracer", "stage"]
 
 class StagingTracer(Tracer):
-    """A concrete value being recorded as the program variable ``var``."""
+    """A concrete value being recorded as the program variable ``var``.
+
+    Converting it to a Python value raises :class:`~unijax.errors.ConcretizationError`.
+    """
 
     __slots__ = ("value", "var")
 
@@ -80,6 +83,14 @@ class StagingTrace(Trace):
     Args:
         xp: The namespace of the jit call (used for the dtype of weak scalar inputs).
         device: The device of the jit call's arrays.
+
+    Example:
+        >>> import numpy as np
+        >>> trace = StagingTrace()
+        >>> x = trace.new_input(np.zeros((2, 3), dtype=np.float32))
+        >>> y = x * 2.0
+        >>> y.shape, y.dtype, len(trace.equations)
+        ((2, 3), dtype('float32'), 1)
     """
 
     __slots__ = ("_const_ids", "cacheable", "constants", "device", "equations", "inputs",
@@ -135,14 +146,19 @@ class StagingTrace(Trace):
     def process(self, prim: Primitive, args: tuple[Any, ...], params: dict[str, Any]) -> Any:
         values: list[Any] = []
         atoms: list[Atom] = []
+        weak = True
         for a in args:
             if type(a) is StagingTracer and a._trace is self:
                 values.append(a.value)
                 atoms.append(a.var)
+                weak = weak and a.var.weak
             else:
                 values.append(a)
                 atoms.append(self.atom(a))
+                weak = weak and (type(a) in SCALAR_TYPES or a is None)
         out = bind(prim, tuple(values), params)
+        if weak and not prim.multiple_results:
+            out = weak_value(out)  # Python scalars in, a Python scalar out (see weak_value)
         atoms_t = tuple(atoms)
         if prim.multiple_results:
             outs = tuple(out)

@@ -196,9 +196,11 @@ def check_differentiable_leaves(leaves: Sequence[Any], api: str) -> None:
                 continue
             kind = type(leaf).__name__
         else:
-            ok = _INEXACT_CACHE.get(dtype)
+            # Keyed by type too: comparing dtypes of two libraries can warn or be ambiguous.
+            key = (type(dtype), dtype)
+            ok = _INEXACT_CACHE.get(key)
             if ok is None:
-                ok = _INEXACT_CACHE[dtype] = is_inexact(dtype)
+                ok = _INEXACT_CACHE[key] = is_inexact(dtype)
             if ok:
                 continue
             kind = dtype_name(dtype)

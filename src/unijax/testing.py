@@ -1,30 +1,58 @@
 """Public checking helpers for library and backend authors.
 
-:func:`check_grads` checks a function's derivatives, computed by unijax on whatever
-backend its inputs select, against central finite differences along random directions,
-to any order, in forward and reverse mode.
+* :func:`check_grads` checks derivatives (``jvp`` and ``vjp``, to any order) against
+  central finite differences along random directions;
+* :func:`check_vmap` checks ``vmap`` against stacking the function over a Python loop;
+* :func:`check_jit` checks ``jit`` against eager evaluation;
+* :func:`check_backends` runs a function and its transforms on every installed backend and
+  reports the largest disagreement with the NumPy reference;
+* :func:`to_numpy` copies an array of any backend to NumPy.
+
+Each check runs on the backend its inputs select (or the active one, see
+:func:`unijax.use_backend`) and raises ``AssertionError`` with both values when it fails.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from unijax import tree_util
 from unijax._dtypes import dtype_name
 
-__all__ = ["check_grads", "to_numpy"]
+__all__ = [
+    "BackendReport",
+    "Disagreement",
+    "check_backends",
+    "check_grads",
+    "check_jit",
+    "check_vmap",
+    "to_numpy",
+]
 
 _DEFAULT_EPS = {"float64": 1e-4, "float32": 1e-2, "float16": 1e-1}
 _DEFAULT_TOL = {"float64": 1e-5, "float32": 2e-2, "float16": 1e-1}
+# vmap and jit compute the same operations as the eager function, up to reassociation.
+_SAME_MATH_TOL = {"float64": 1e-9, "float32": 1e-5, "float16": 1e-2}
+_TRANSFORMS = ("value", "grad", "vmap", "jit")
 
 
 def to_numpy(x: Any) -> Any:
-    """A NumPy copy of an array of any backend (for comparisons in tests)."""
+    """A NumPy copy of an array of any backend (for comparisons in tests).
+
+    Example:
+        >>> import numpy as np
+        >>> to_numpy(np.arange(3))
+        array([0, 1, 2])
+    """
     import numpy as np
 
     if type(x).__module__.partition(".")[0] == "cupy":
         return x.get()
+    if type(x).__module__.partition(".")[0] == "autograd":  # an ArrayBox: its value
+        x = x._value
     try:
         return np.asarray(x)
     except (TypeError, ValueError, RuntimeError):
@@ -55,7 +83,8 @@ def _inner(xs: Any, ys: Any) -> float:
 
     total = 0.0
     for x, y in zip(tree_util.tree_leaves(xs), tree_util.tree_leaves(ys), strict=True):
-        total += float(np.sum(to_numpy(x).astype(np.float64) * to_numpy(y).astype(np.float64)))
+        x_np, y_np = np.asarray(to_numpy(x)), np.asarray(to_numpy(y))
+        total += float(np.sum(np.real(x_np.astype(np.complex128) * y_np)))
     return total
 
 
@@ -77,15 +106,22 @@ def _assert_close(got: float, want: float, atol: float, rtol: float, what: str) 
         )
 
 
+def _name(fun: Any) -> str:
+    return getattr(fun, "__name__", None) or repr(fun)
+
+
 def check_grads(f: Callable[..., Any], args: Sequence[Any], order: int = 2,
                 modes: Sequence[str] = ("fwd", "rev"), *, atol: float | None = None,
                 rtol: float | None = None, eps: float | None = None, seed: int = 0) -> None:
     """Check derivatives of ``f`` at ``args`` against central finite differences.
 
     For each order up to ``order``, along random directions ``t`` and cotangents ``c``:
-    forward mode checks ``jvp(f)(t) ≈ (f(x + εt) − f(x − εt)) / 2ε``; reverse mode checks
-    ``⟨vjp(f)(c), t⟩ ≈ ⟨c, (f(x + εt) − f(x − εt)) / 2ε⟩``. Higher orders apply the same
-    checks to the directional derivative itself.
+    forward mode checks ``jvp(f)(t) ≈ D(ε)``; reverse mode checks
+    ``⟨vjp(f)(c), t⟩ ≈ ⟨c, D(ε)⟩``, where ``D`` is the central difference
+    ``(f(x + εt) − f(x − εt)) / 2ε`` refined by one Richardson step
+    (``(4 D(ε/2) − D(ε)) / 3``, error of order ``ε⁴``), so that higher derivatives of
+    steep functions are not mistaken for errors. Higher orders apply the same checks to
+    the directional derivative itself.
 
     Args:
         f: The function, taking ``len(args)`` positional array arguments (pytrees allowed).
@@ -99,11 +135,16 @@ def check_grads(f: Callable[..., Any], args: Sequence[Any], order: int = 2,
 
     Raises:
         AssertionError: a derivative disagrees, with both values in the message.
+        ValueError: ``modes`` names something else.
 
     Example:
         >>> import numpy as np
         >>> from unijax.testing import check_grads
         >>> check_grads(lambda x: x ** 3, (np.asarray([0.5, 2.0]),))
+        >>> check_grads(lambda x: abs(x), (np.asarray([0.0]),), order=1)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        AssertionError: order-1 JVP of <lambda>: ...
     """
     import numpy as np
 
@@ -123,11 +164,17 @@ def check_grads(f: Callable[..., Any], args: Sequence[Any], order: int = 2,
     def rand(tree: Any) -> Any:
         return tree_util.tree_map(lambda x: _random_like(x, rng, xp), tree)
 
+    def central(fun: Callable[..., Any], point: tuple[Any, ...], t: tuple[Any, ...],
+                h: float) -> Any:
+        plus = fun(*_scaled_add(point, t, h))
+        minus = fun(*_scaled_add(point, t, -h))
+        return tree_util.tree_map(
+            lambda p, m: (np.asarray(to_numpy(p)) - np.asarray(to_numpy(m))) / (2 * h),
+            plus, minus)
+
     def numerical(fun: Callable[..., Any], point: tuple[Any, ...], t: tuple[Any, ...]) -> Any:
-        plus = fun(*_scaled_add(point, t, eps))
-        minus = fun(*_scaled_add(point, t, -eps))
-        return tree_util.tree_map(lambda p, m: (to_numpy(p) - to_numpy(m)) / (2 * eps),
-                                  plus, minus)
+        coarse, fine = central(fun, point, t, eps), central(fun, point, t, eps / 2)
+        return tree_util.tree_map(lambda c, f: (4 * f - c) / 3, coarse, fine)
 
     def check(fun: Callable[..., Any], point: tuple[Any, ...], k: int) -> None:
         t = rand(point)
@@ -136,20 +183,20 @@ def check_grads(f: Callable[..., Any], args: Sequence[Any], order: int = 2,
             _, t_out = jvp(fun, point, t)
             for got, want in zip(tree_util.tree_leaves(t_out), tree_util.tree_leaves(fd),
                                  strict=True):
-                got_np, want_np = to_numpy(got), np.asarray(want)
+                got_np, want_np = np.asarray(to_numpy(got)), np.asarray(want)
                 err = np.max(np.abs(got_np - want_np), initial=0.0)
                 bound = atol + rtol * np.max(np.abs(want_np), initial=0.0)
-                if err > bound:
+                if not err <= bound:  # NaN fails too
                     raise AssertionError(
-                        f"order-{k} JVP of {getattr(fun, '__name__', fun)}: max |unijax − "
-                        f"finite differences| = {err:.3g} > {bound:.3g}\nunijax: {got_np}\n"
+                        f"order-{k} JVP of {_name(fun)}: max |unijax − finite differences| "
+                        f"= {err:.3g} > {bound:.3g}\nunijax: {got_np}\n"
                         f"finite differences: {want_np}"
                     )
         if "rev" in modes:
             out, pullback = vjp(fun, *point)
             c = rand(out)
             _assert_close(_inner(pullback(c), t), _inner(c, fd), atol, rtol,
-                          f"order-{k} VJP of {getattr(fun, '__name__', fun)}")
+                          f"order-{k} VJP of {_name(fun)}")
         if k < order:
             t_next = rand(point)
             if "fwd" in modes:
@@ -160,3 +207,329 @@ def check_grads(f: Callable[..., Any], args: Sequence[Any], order: int = 2,
                 check(lambda *p: vjp(fun, *p)[1](c_next), point, k + 1)
 
     check(f, args, 1)
+
+
+# --- vmap and jit -----------------------------------------------------------------------------
+
+
+def _assert_trees_close(got: Any, want: Any, rtol: float, atol: float, what: str) -> None:
+    import numpy as np
+
+    got_leaves, got_def = tree_util.tree_flatten(got)
+    want_leaves, want_def = tree_util.tree_flatten(want)
+    if got_def != want_def:
+        raise AssertionError(f"{what}: output structure {got_def}, expected {want_def}")
+    for i, (g, w) in enumerate(zip(got_leaves, want_leaves, strict=True)):
+        np.testing.assert_allclose(np.asarray(to_numpy(g)), np.asarray(to_numpy(w)),
+                                   rtol=rtol, atol=atol, equal_nan=True,
+                                   err_msg=f"{what}, output leaf {i}")
+
+
+def _axis_of(axis: int | None, ndim: int) -> int | None:
+    return None if axis is None else axis % ndim if ndim else 0
+
+
+def _take(x: Any, axis: int, i: int) -> Any:
+    # A trailing Ellipsis: the standard requires every axis to be indexed otherwise.
+    return x[(slice(None),) * axis + (i, ...)]
+
+
+def check_vmap(fn: Callable[..., Any], args: Sequence[Any], in_axes: Any = 0,
+               out_axes: Any = 0, *, rtol: float | None = None, atol: float | None = None,
+               axis_size: int | None = None) -> None:
+    """Check that ``vmap(fn, in_axes, out_axes)`` equals stacking ``fn`` over a Python loop.
+
+    Example ``i`` of the loop indexes every mapped argument at ``i`` along its axis in
+    ``in_axes``; the results are stacked along their ``out_axes`` (an output with
+    ``out_axes=None`` must be the same for every example).
+
+    Args:
+        fn: The function to map.
+        args: The batched arguments (pytrees), arrays of any backend.
+        in_axes: As in :func:`unijax.vmap`: an int, None or a pytree prefix of ``args``.
+        out_axes: As in :func:`unijax.vmap`.
+        rtol: Relative tolerance (default from the inputs' dtype).
+        atol: Absolute tolerance (default from the inputs' dtype).
+        axis_size: The batch size when no argument is mapped.
+
+    Raises:
+        AssertionError: The batched result differs from the loop.
+
+    Example:
+        >>> import numpy as np
+        >>> from unijax.testing import check_vmap
+        >>> check_vmap(lambda x, w: x @ w, (np.ones((4, 3)), np.ones((3, 2))), (0, None))
+        >>> check_vmap(lambda x: x.T, (np.ones((2, 3, 5)),), in_axes=2, out_axes=1)
+    """
+    import numpy as np
+
+    from unijax import vmap
+
+    args = tuple(args)
+    axes_spec = tuple(in_axes) if isinstance(in_axes, list) else in_axes
+    if not isinstance(axes_spec, tuple):
+        axes_spec = (axes_spec,) * len(args)
+    leaves, treedef = tree_util.tree_flatten(args)
+    axes = tree_util.broadcast_prefix(axes_spec, args, is_leaf=lambda x: x is None)
+    axes = [_axis_of(a, len(x.shape)) if hasattr(x, "shape") else None
+            for a, x in zip(axes, leaves, strict=True)]
+    sizes = {x.shape[a] for a, x in zip(axes, leaves, strict=True) if a is not None}
+    size = axis_size if not sizes else sizes.pop()
+    if size is None:
+        raise ValueError("check_vmap: no argument is mapped; pass axis_size")
+    rtol = rtol if rtol is not None else _tolerance(leaves, _SAME_MATH_TOL)
+    atol = atol if atol is not None else _tolerance(leaves, _SAME_MATH_TOL)
+
+    got = vmap(fn, in_axes=in_axes, out_axes=out_axes, axis_size=axis_size)(*args)
+    examples = []
+    for i in range(size):
+        sliced = [x if a is None else _take(x, a, i) for a, x in zip(axes, leaves, strict=True)]
+        examples.append(fn(*tree_util.tree_unflatten(treedef, sliced)))
+    out_leaves, out_def = tree_util.tree_flatten(examples[0])
+    per_leaf = tree_util.broadcast_prefix(out_axes, examples[0], is_leaf=lambda x: x is None)
+    columns = zip(*(tree_util.tree_leaves(e) for e in examples), strict=True)
+    stacked = []
+    for axis, column in zip(per_leaf, columns, strict=True):
+        values = [np.asarray(to_numpy(v)) for v in column]
+        if axis is None:
+            for v in values[1:]:
+                _assert_trees_close(v, values[0], rtol, atol,
+                                    f"check_vmap({_name(fn)}): an out_axes=None output varies")
+            stacked.append(values[0])
+        else:
+            stacked.append(np.stack(values, axis=axis % (values[0].ndim + 1)))
+    want = tree_util.tree_unflatten(out_def, stacked)
+    _assert_trees_close(got, want, rtol, atol,
+                        f"vmap({_name(fn)}, in_axes={in_axes!r}, out_axes={out_axes!r}) "
+                        "against a Python loop")
+
+
+def check_jit(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any] | None = None,
+              *, static_argnums: int | Sequence[int] | None = None,
+              static_argnames: str | Sequence[str] | None = None, rtol: float | None = None,
+              atol: float | None = None, calls: int = 2) -> None:
+    """Check that ``jit(fn)`` equals ``fn`` evaluated eagerly.
+
+    The compiled function is called ``calls`` times, so both the call that traces and
+    compiles and the calls that reuse the compiled program are compared.
+
+    Args:
+        fn: The function.
+        args: Positional arguments (pytrees), arrays of any backend.
+        kwargs: Keyword arguments.
+        static_argnums: As in :func:`unijax.jit`.
+        static_argnames: As in :func:`unijax.jit`.
+        rtol: Relative tolerance (default from the inputs' dtype).
+        atol: Absolute tolerance (default from the inputs' dtype).
+        calls: How often the compiled function is called.
+
+    Raises:
+        AssertionError: A compiled result differs from the eager one.
+
+    Example:
+        >>> import numpy as np
+        >>> from unijax.testing import check_jit
+        >>> check_jit(lambda x, n: x ** n + 1.0, (np.arange(3.0), 2), static_argnums=1)
+    """
+    from unijax import jit
+
+    kwargs = dict(kwargs or {})
+    leaves = tree_util.tree_leaves((args, kwargs))
+    rtol = rtol if rtol is not None else _tolerance(leaves, _SAME_MATH_TOL)
+    atol = atol if atol is not None else _tolerance(leaves, _SAME_MATH_TOL)
+    want = fn(*args, **kwargs)
+    jitted = jit(fn, static_argnums=static_argnums, static_argnames=static_argnames)
+    for call in range(1, calls + 1):
+        _assert_trees_close(jitted(*args, **kwargs), want, rtol, atol,
+                            f"jit({_name(fn)}) call {call} against eager evaluation")
+
+
+# --- every backend ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """How far one transform on one backend is from the NumPy reference.
+
+    Attributes:
+        backend: The backend's name.
+        transform: ``"value"``, ``"grad"``, ``"vmap"`` or ``"jit"``.
+        max_abs: The largest absolute difference over every output element.
+        max_rel: The largest difference relative to the reference's magnitude.
+        ok: Whether every element is within ``atol + rtol * |reference|``.
+        error: The exception the backend raised (``"TypeError: ..."``), or None.
+    """
+
+    backend: str
+    transform: str
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    ok: bool = True
+    error: str | None = None
+
+    def cell(self) -> str:
+        """The table cell: the largest absolute difference, or the error."""
+        if self.error is not None:
+            return f"error: {self.error}"
+        return f"{self.max_abs:.2g}" + ("" if self.ok else " (too large)")
+
+
+@dataclass
+class BackendReport:
+    """What :func:`check_backends` found: one :class:`Disagreement` per backend × transform.
+
+    Attributes:
+        function: The checked function's name.
+        reference: The reference backend (``"numpy"``).
+        rows: The disagreements, by backend then transform.
+        skipped: Backends that could not run here, with the reason.
+        rtol: The relative tolerance used.
+        atol: The absolute tolerance used.
+    """
+
+    function: str
+    reference: str
+    rows: list[Disagreement] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    rtol: float = 0.0
+    atol: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Whether every backend agrees with the reference on every transform."""
+        return all(row.ok for row in self.rows)
+
+    def worst(self) -> Disagreement | None:
+        """The failing entry with the largest difference (errors first), or None."""
+        failing = [row for row in self.rows if not row.ok]
+        return max(failing, key=lambda r: (r.error is not None, r.max_abs), default=None)
+
+    def __str__(self) -> str:
+        transforms = [t for t in _TRANSFORMS if any(r.transform == t for r in self.rows)]
+        backends = list(dict.fromkeys(r.backend for r in self.rows))
+        cells = {(r.backend, r.transform): r.cell() for r in self.rows}
+        header = ["backend", *transforms]
+        table = [header] + [[b, *(cells.get((b, t), "-") for t in transforms)]
+                            for b in backends]
+        widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+        lines = [f"check_backends({self.function}): largest |difference| from "
+                 f"{self.reference} (rtol={self.rtol:g}, atol={self.atol:g})"]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                  for row in table]
+        lines += [f"{name}: skipped ({why})" for name, why in self.skipped.items()]
+        lines.append("all agree" if self.ok else "DISAGREEMENT: see the cells marked above")
+        return "\n".join(lines)
+
+
+def _run(fn: Callable[..., Any], args: tuple[Any, ...], transform: str, backend: str,
+         argnums: int | Sequence[int]) -> Any:
+    import unijax
+
+    converted = unijax.to_backend(args, backend)
+    if transform == "value":
+        with unijax.use_backend(backend):
+            return fn(*converted)
+    if transform == "grad":
+        return unijax.grad(fn, argnums=argnums, backend=backend)(*converted)
+    if transform == "vmap":
+        return unijax.vmap(fn, backend=backend)(*converted)
+    return unijax.jit(fn, backend=backend)(*converted)
+
+
+def _compare(got: Any, want: Any, rtol: float, atol: float) -> tuple[float, float, bool]:
+    import numpy as np
+
+    got_leaves, got_def = tree_util.tree_flatten(got)
+    want_leaves, want_def = tree_util.tree_flatten(want)
+    if got_def != want_def:
+        return math.inf, math.inf, False
+    worst_abs = worst_rel = 0.0
+    ok = True
+    for g, w in zip(got_leaves, want_leaves, strict=True):
+        g_np = np.asarray(to_numpy(g)).astype(np.complex128)
+        w_np = np.asarray(to_numpy(w)).astype(np.complex128)
+        if g_np.shape != w_np.shape:
+            return math.inf, math.inf, False
+        same_nan = np.isnan(g_np) & np.isnan(w_np)
+        diff = np.where(same_nan, 0.0, np.abs(g_np - w_np))
+        if diff.size:
+            worst_abs = max(worst_abs, float(np.max(diff)))
+            scale = np.maximum(np.abs(w_np), np.finfo(np.float64).tiny)
+            worst_rel = max(worst_rel, float(np.max(diff / scale)))
+            ok = ok and bool(np.all(diff <= atol + rtol * np.abs(w_np)))
+    return worst_abs, worst_rel, ok
+
+
+def check_backends(fn: Callable[..., Any], *args: Any,
+                   transforms: Sequence[str] = ("value", "grad"),
+                   backends: Sequence[str] | None = None, rtol: float = 1e-7,
+                   atol: float = 1e-9, argnums: int | Sequence[int] = 0) -> BackendReport:
+    """Run ``fn`` and its transforms on every backend and compare with NumPy.
+
+    ``args`` (NumPy arrays, Python scalars, pytrees of them) are converted to each backend
+    with :func:`unijax.to_backend`. The transforms are ``"value"`` (``fn`` itself),
+    ``"grad"`` (``grad(fn, argnums)``: ``fn`` must return a scalar), ``"vmap"``
+    (``vmap(fn)`` over axis 0 of every argument) and ``"jit"``. The reference is the
+    same transform on the ``numpy`` backend. Errors are recorded, not raised, so one
+    broken backend does not hide the others.
+
+    Args:
+        fn: The function, written against the Array API (``array_namespace(x)``).
+        *args: Its arguments, as NumPy data.
+        transforms: Which of ``"value"``, ``"grad"``, ``"vmap"``, ``"jit"`` to run.
+        backends: The backends to compare (default: every installed, available one).
+        rtol: Relative tolerance of an agreement.
+        atol: Absolute tolerance of an agreement.
+        argnums: Differentiated argument(s) for ``"grad"``.
+
+    Returns:
+        A :class:`BackendReport`; ``report.ok`` says whether all agree, ``print(report)``
+        shows the table.
+
+    Raises:
+        ValueError: An unknown transform name.
+
+    Example:
+        >>> import numpy as np
+        >>> from array_api_compat import array_namespace
+        >>> from unijax.testing import check_backends
+        >>> def loss(w):
+        ...     xp = array_namespace(w)
+        ...     return xp.sum(xp.tanh(w) ** 2)
+        >>> report = check_backends(loss, np.linspace(-1.0, 1.0, 5), backends=["numpy"])
+        >>> report.ok
+        True
+        >>> print(report)
+        check_backends(loss): largest |difference| from numpy (rtol=1e-07, atol=1e-09)
+        backend  value  grad
+        numpy    0      0
+        all agree
+    """
+    unknown = [t for t in transforms if t not in _TRANSFORMS]
+    if unknown:
+        raise ValueError(f"check_backends: unknown transforms {unknown}; use any of "
+                         f"{', '.join(_TRANSFORMS)}")
+    from unijax._plugins import _get, get_backend
+    from unijax.errors import UnijaxError
+
+    reference = "numpy"
+    report = BackendReport(_name(fn), reference, rtol=rtol, atol=atol)
+    names = list(backends) if backends is not None else _get().installed()
+    for name in list(names):
+        try:
+            get_backend(name)
+        except UnijaxError as err:
+            report.skipped[name] = f"{type(err).__name__}: {err}"
+            names.remove(name)
+    for transform in transforms:
+        want = _run(fn, args, transform, reference, argnums)
+        for name in names:
+            try:
+                got = _run(fn, args, transform, name, argnums)
+            except Exception as err:  # recorded per cell: one backend must not hide others
+                report.rows.append(Disagreement(name, transform, math.inf, math.inf, False,
+                                                f"{type(err).__name__}: {err}"))
+                continue
+            report.rows.append(Disagreement(name, transform, *_compare(got, want, rtol, atol)))
+    report.rows.sort(key=lambda r: (names.index(r.backend), _TRANSFORMS.index(r.transform)))
+    return report

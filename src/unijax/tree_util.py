@@ -12,10 +12,11 @@ when the JAX backend loads, so one registration works with unijax and JAX transf
 Example:
     >>> from unijax import tree_util
     >>> leaves, treedef = tree_util.tree_flatten({"b": (1, None), "a": [2.0, 3.0]})
-    >>> leaves
+    >>> leaves  # dict leaves in sorted key order, as in JAX
     [2.0, 3.0, 1]
-    >>> tree_util.tree_unflatten(treedef, [x * 10 for x in leaves])
-    {'a': [20.0, 30.0], 'b': (10, None)}
+    >>> tree_util.tree_unflatten(treedef, [x * 10 for x in leaves]) == {
+    ...     "a": [20.0, 30.0], "b": (10, None)}
+    True
 """
 
 from __future__ import annotations

@@ -24,13 +24,17 @@ from unijax.rules._helpers import ndim_of, ops, shape_of
 
 __all__ = [
     "add",
+    "cached_constant",
     "composite_rules",
     "conj",
     "constant",
     "eye_like",
     "hermitian",
     "matrix_batch",
+    "mm",
+    "mul",
     "pad_front",
+    "sub",
     "transpose_of_jvp",
 ]
 
@@ -39,7 +43,30 @@ def add(a: Any, b: Any) -> Any:
     """Sum of two optional (``None`` = symbolic zero) terms."""
     if a is None:
         return b
-    return a if b is None else a + b
+    return a if b is None else ops.add(a, b)
+
+
+# Rules combine concrete arrays with tracers in either order. Python operators would ask
+# the left operand first, and strict backends (array-api-strict) raise instead of
+# deferring to a tracer on the right, so rules spell arithmetic out with these.
+
+
+def mul(a: Any, b: Any) -> Any:
+    """``a * b`` (broadcasting)."""
+    return ops.multiply(a, b)
+
+
+def sub(a: Any, b: Any) -> Any:
+    """``a - b`` (broadcasting)."""
+    return ops.subtract(a, b)
+
+
+def mm(*xs: Any) -> Any:
+    """Matrix product of the operands, left to right."""
+    out = xs[0]
+    for x in xs[1:]:
+        out = ops.matmul(out, x)
+    return out
 
 
 def conj(x: Any) -> Any:
@@ -79,6 +106,26 @@ def constant(like: Any, make: Callable[[Any], Any]) -> Any:
     return xp.astype(value, like.dtype) if value.dtype != like.dtype else value
 
 
+_CACHE: dict[tuple[Any, ...], Any] = {}
+_CACHE_SIZE = 16
+
+
+def cached_constant(like: Any, key: tuple[Any, ...], make: Callable[[Any], Any]) -> Any:
+    """:func:`constant`, remembered per backend, dtype, device and ``key``.
+
+    For constants that cost O(n^2) to build on every derivative call (triangular masks);
+    a few recent ones are kept. They are only ever read.
+    """
+    xp, dev = _concrete(like)
+    full = (id(xp), str(like.dtype), repr(dev), *key)
+    value = _CACHE.get(full)
+    if value is None:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        value = _CACHE[full] = constant(like, make)
+    return value
+
+
 def eye_like(like: Any, n: int, m: int | None = None, k: int = 0) -> Any:
     """The identity-like ``eye(n, m, k=k)`` in ``like``'s dtype, as a constant."""
     xp, dev = _concrete(like)
@@ -104,16 +151,19 @@ def matrix_batch(prim: Primitive) -> Callable[..., Any]:
     return rule
 
 
-def composite_rules(prim: Primitive, definition: Callable[..., Any]) -> None:
-    """Register JVP and VJP rules for ``prim`` as the derivatives of ``definition``.
+def composite_rules(definition: Callable[..., Any], prim: Primitive
+                    ) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """JVP and VJP rules for ``prim`` as the derivatives of ``definition``.
 
     ``definition(*arrays, **params)`` computes the same value as ``prim`` with other
     traced functions. Forward values still come from ``prim`` (the backend's routine);
     only the derivatives are traced through the definition, so they agree with JAX's
     compositional definitions, ties and kinks included.
+
+    Returns:
+        ``(jvp_rule, vjp_rule)``, to register with ``def_jvp``/``def_vjp``.
     """
     from unijax._ad import jvp_flat, vjp_flat
-    from unijax._registry import def_jvp, def_vjp
 
     def jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...], **params: Any) -> Any:
         out = prim.bind(*primals, **params)
@@ -127,8 +177,7 @@ def composite_rules(prim: Primitive, definition: Callable[..., Any]) -> None:
         _, backward = vjp_flat(lambda xs: [definition(*xs, **params)], primals)
         return tuple(c if n else None for c, n in zip(backward([ct]), needs, strict=True))
 
-    def_jvp(prim, jvp)
-    def_vjp(prim, vjp)
+    return jvp, vjp
 
 
 def transpose_of_jvp(tangent_map: Callable[[Sequence[Any]], Sequence[Any]],

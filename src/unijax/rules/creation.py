@@ -35,8 +35,11 @@ def _like(name: str) -> None:
             # full_like(x, traced_fill_value): the value varies, so the result is traced.
             return ops.broadcast_to(ops.astype(args[0], dtype), x.shape)
         xp = namespace_for_value(base_value(x))
-        return getattr(xp, maker_name)(x.shape, *args, dtype=dtype,
-                                       device=x.device if device is None else device)
+        value = getattr(xp, maker_name)(x.shape, *args, dtype=dtype,
+                                        device=x.device if device is None else device)
+        # A constant of x's transform rather than a bare array: operators then dispatch to
+        # the tracer even on backends whose arrays refuse foreign operands (array-api-strict).
+        return x._trace.pure(value)
 
     like.__name__ = like.__qualname__ = name
     like.__doc__ = f"``{maker_name}`` with the shape (and by default dtype) of ``x``."
@@ -49,17 +52,17 @@ for _name in ("zeros_like", "ones_like", "empty_like", "full_like"):
 # --- asarray / from_dlpack ------------------------------------------------------------------
 
 
-def _holds_tracer(obj: Any) -> bool:
-    if isinstance(obj, Tracer):
-        return True
-    return isinstance(obj, list | tuple) and any(_holds_tracer(o) for o in obj)
+def _holds_array(obj: Any) -> bool:
+    """Whether a (nested) sequence holds arrays, which the standard's asarray need not take."""
+    return isinstance(obj, list | tuple) and any(
+        hasattr(o, "shape") or _holds_array(o) for o in obj)
 
 
 def _stacked(xp: Any, obj: Any) -> Any:
-    """A (nested) sequence holding traced arrays as one array, by ``stack``."""
+    """A (nested) sequence holding arrays as one array, by ``stack``."""
     if not isinstance(obj, list | tuple):
         return obj
-    if not _holds_tracer(obj):
+    if not _holds_array(obj):
         return xp.asarray(obj)
     parts = [_stacked(xp, o) for o in obj]
     dtype = xp.result_type(*(p.dtype if hasattr(p, "dtype") else p for p in parts))
@@ -74,8 +77,11 @@ def _stacked(xp: Any, obj: Any) -> Any:
 @def_creation("asarray")
 def asarray(xp: Any, obj: Any, /, *, dtype: Any = None, device: Any = None,
             copy: bool | None = None) -> Any:
-    """``obj`` as an array; a traced array (or a list holding them) stays traced."""
-    if not _holds_tracer(obj):
+    """``obj`` as an array; a traced array (or a list holding them) stays traced.
+
+    A list holding arrays (traced or not) is stacked, so it works on every backend.
+    """
+    if not _holds_array(obj) and not isinstance(obj, Tracer):
         kwargs = {k: v for k, v in (("dtype", dtype), ("device", device), ("copy", copy))
                   if v is not None}
         return xp.asarray(obj, **kwargs)
@@ -84,7 +90,7 @@ def asarray(xp: Any, obj: Any, /, *, dtype: Any = None, device: Any = None,
             raise ValueError(message("asarray(copy=False) of a list cannot avoid a copy",
                                      fix="Pass copy=None or copy=True."))
         obj = _stacked(xp, obj)
-        copy = False
+        copy = None  # stacking made a new array already
     if dtype is not None and dtype != obj.dtype:
         if copy is False:
             raise ValueError(message("asarray(copy=False) cannot change the dtype without "

@@ -16,6 +16,10 @@ first argument (the result is the argument moved by one unit in the last place).
 
 Conditions in derivatives are written as 0/1 masks (``astype(x >= 0, dtype)``) rather than
 ``where``, so the rules need only elementwise arithmetic and stay cheap to fuse under jit.
+Arithmetic between two arrays goes through ``ops`` rather than Python operators: in a
+nested transform one operand may be a concrete array and the other a tracer, and some
+array types (array-api-strict's) raise instead of deferring to the tracer's operator.
+Operators are kept only where one side is a Python scalar.
 
 Complex inputs follow JAX's convention: the VJP is the transpose (not the conjugate
 transpose) of the JVP; ``abs``, ``real``, ``imag`` and ``conj`` are the non-holomorphic
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import cmath
 import math
+from collections.abc import Callable
 from typing import Any
 
 from unijax._core import Primitive
@@ -82,20 +87,11 @@ def _binary_primitive(name: str) -> Primitive:
     return prim
 
 
-# --- arithmetic ---------------------------------------------------------------------------
+def _linear_unary(name: str, transpose: Callable[[Any, Any], Any]) -> Primitive:
+    """A unary primitive linear over the reals: its JVP applies it to the tangent.
 
-add_p = binary("add", None, None, linear=(1, 1))
-subtract_p = binary("subtract", None, None, linear=(1, -1))
-multiply_p = binary("multiply", lambda x, y, out: y, lambda x, y, out: x)
-divide_p = binary("divide", lambda x, y, out: 1 / y, lambda x, y, out: -out / y)
-# x mod y = x - floor(x / y) * y away from the jumps, where floor(x / y) is constant.
-remainder_p = binary("remainder", lambda x, y, out: 1, lambda x, y, out: -ops.floor(x / y))
-floor_divide_p = nondiff("floor_divide", nargs=2)
-square_p = unary("square", lambda x, out: 2 * x)
-reciprocal_p = unary("reciprocal", lambda x, out: -out * out)
-
-
-def _linear_unary(name: str, transpose: Any) -> Primitive:
+    ``transpose(ct, x)`` maps an output cotangent to the cotangent of input ``x``.
+    """
     prim = _unary_primitive(name)
 
     def jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
@@ -109,6 +105,21 @@ def _linear_unary(name: str, transpose: Any) -> Primitive:
     return prim
 
 
+# --- arithmetic ---------------------------------------------------------------------------
+
+add_p = binary("add", None, None, linear=(1, 1))
+subtract_p = binary("subtract", None, None, linear=(1, -1))
+multiply_p = binary("multiply", lambda x, y, out: y, lambda x, y, out: x)
+divide_p = binary(
+    "divide", lambda x, y, out: 1 / y, lambda x, y, out: ops.negative(ops.divide(out, y))
+)
+# x mod y = x - floor(x / y) * y away from the jumps, where floor(x / y) is constant.
+remainder_p = binary(
+    "remainder", lambda x, y, out: 1, lambda x, y, out: ops.negative(ops.floor(ops.divide(x, y)))
+)
+floor_divide_p = nondiff("floor_divide", nargs=2)
+square_p = unary("square", lambda x, out: 2 * x)
+reciprocal_p = unary("reciprocal", lambda x, out: ops.negative(ops.square(out)))
 negative_p = _linear_unary("negative", lambda ct, x: ops.negative(ct))
 positive_p = _linear_unary("positive", lambda ct, x: ct)
 
@@ -131,11 +142,11 @@ def _is_integer(y: Any) -> bool:
 
 def _pow_dx(x: Any, y: Any, out: Any) -> Any:
     if not _is_integer(y):
-        return y * ops.pow(x, y - 1)
+        return ops.multiply(y, ops.pow(x, y - 1))
     # An integer exponent has derivative 0 at y == 0 even where x == 0 (x**-1 is inf there).
     if _is_scalar(y):
-        return 0 if y == 0 else y * ops.pow(x, y - 1)
-    return y * ops.pow(x, y - 1 + _mask(ops.equal(y, 0), y))
+        return 0 if y == 0 else ops.multiply(y, ops.pow(x, y - 1))
+    return ops.multiply(y, ops.pow(x, ops.add(y - 1, _mask(ops.equal(y, 0), y))))
 
 
 def _pow_dy(x: Any, y: Any, out: Any) -> Any:
@@ -146,7 +157,7 @@ def _pow_dy(x: Any, y: Any, out: Any) -> Any:
         if isinstance(x, complex):
             return out * (cmath.log(x) if x != 0 else 0)
         return out * (math.log(x) if x > 0 else 0.0 if x == 0 else math.nan)
-    return out * ops.log(x + _mask(ops.equal(x, 0), x))
+    return ops.multiply(out, ops.log(ops.add(x, _mask(ops.equal(x, 0), x))))
 
 
 pow_p = _binary_primitive("pow")
@@ -157,24 +168,25 @@ def _pow_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
     x, y = primals
     x_dot, y_dot = tangents
     out = pow_p.bind(x, y)
-    t = None if x_dot is None else x_dot * _pow_dx(x, y, out)
+    t = None if x_dot is None else ops.multiply(x_dot, _pow_dx(x, y, out))
     dy = None if y_dot is None else _pow_dy(x, y, out)
     if dy is not None:
-        t = y_dot * dy if t is None else t + y_dot * dy
+        term = ops.multiply(y_dot, dy)
+        t = term if t is None else ops.add(t, term)
     return out, None if t is None else fit(t, out)
 
 
 @def_vjp(pow_p)
 def _pow_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: tuple[bool, ...]) -> Any:
     x, y = primals
-    ct_x = unbroadcast(ct * _pow_dx(x, y, out), x) if needs[0] else None
+    ct_x = unbroadcast(ops.multiply(ct, _pow_dx(x, y, out)), x) if needs[0] else None
     dy = _pow_dy(x, y, out) if needs[1] else None
-    return ct_x, None if dy is None else unbroadcast(ct * dy, y)
+    return ct_x, None if dy is None else unbroadcast(ops.multiply(ct, dy), y)
 
 
 def _logaddexp_dx(x: Any, y: Any, out: Any) -> Any:
     # 1 / (1 + e**(y - x)) is exp(x - out) without its nan at x = +inf.
-    return 1 / (1 + ops.exp(y - x))
+    return 1 / (1 + ops.exp(ops.subtract(y, x)))
 
 
 logaddexp_p = binary(
@@ -195,17 +207,23 @@ tanh_p = unary("tanh", lambda x, out: 1 - out * out)
 asinh_p = unary("asinh", lambda x, out: 1 / ops.sqrt(x * x + 1))
 acosh_p = unary("acosh", lambda x, out: 1 / ops.sqrt(x * x - 1))
 atanh_p = unary("atanh", lambda x, out: 1 / ((1 + x) * (1 - x)))
+
+
+def _squared_norm(x: Any, y: Any) -> Any:
+    return ops.add(x * x, y * y)
+
+
 atan2_p = binary(
     "atan2",
-    lambda x, y, out: y / (x * x + y * y),
-    lambda x, y, out: -x / (x * x + y * y),
+    lambda x, y, out: ops.divide(y, _squared_norm(x, y)),
+    lambda x, y, out: ops.divide(-x, _squared_norm(x, y)),
 )
 
 
 def _hypot_dx(x: Any, y: Any, out: Any) -> Any:
     # x / hypot; at the origin JAX's maximum/minimum tie rule gives 1/2 to each operand.
     origin = _mask(ops.equal(out, 0), out)
-    return x / (out + origin) + 0.5 * origin
+    return ops.add(ops.divide(x, ops.add(out, origin)), 0.5 * origin)
 
 
 hypot_p = binary("hypot", _hypot_dx, lambda x, y, out: _hypot_dx(y, x, out))
@@ -218,7 +236,7 @@ abs_p = _unary_primitive("abs")
 def _abs_deriv(x: Any, out: Any) -> Any:
     if is_complex(x.dtype):
         # d|x| = re(conj(x) / |x| * dx); 0 at x == 0, as in JAX.
-        return ops.conj(x) / (out + _mask(ops.equal(out, 0), out))
+        return ops.divide(ops.conj(x), ops.add(out, _mask(ops.equal(out, 0), out)))
     return _positive_slope(x, out)
 
 
@@ -226,21 +244,21 @@ def _abs_deriv(x: Any, out: Any) -> Any:
 def _abs_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
     (x,), (x_dot,) = primals, tangents
     out = abs_p.bind(x)
-    t = x_dot * _abs_deriv(x, out)
+    t = ops.multiply(x_dot, _abs_deriv(x, out))
     return out, fit(ops.real(t) if is_complex(t.dtype) else t, out)
 
 
 @def_vjp(abs_p)
 def _abs_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: tuple[bool, ...]) -> Any:
     (x,) = primals
-    return (unbroadcast(ct * _abs_deriv(x, out), x),)
+    return (unbroadcast(ops.multiply(ct, _abs_deriv(x, out)), x),)
 
 
 def _copysign_dx(x: Any, y: Any, out: Any) -> Any:
     # copysign(x, y) = ±|x| with the sign of y: JAX's abs' times that sign.
     if _is_scalar(y):
         return math.copysign(1.0, y) * _positive_slope(x, out)
-    return (1 - 2 * _mask(ops.signbit(y), out)) * _positive_slope(x, out)
+    return ops.multiply(1 - 2 * _mask(ops.signbit(y), out), _positive_slope(x, out))
 
 
 copysign_p = binary("copysign", _copysign_dx, None)
@@ -275,7 +293,7 @@ signbit_p = nondiff("signbit")
 def _tie_share(a: Any, b: Any, out: Any) -> Any:
     """The share of ``out``'s derivative that goes to ``a``: 1, 1/2 at a tie with ``b``, or 0."""
     a_won = _mask(ops.equal(a, out), out)
-    return a_won / (1 + _mask(ops.equal(b, out), out))
+    return ops.divide(a_won, 1 + _mask(ops.equal(b, out), out))
 
 
 maximum_p = binary(
@@ -322,8 +340,8 @@ def _clip_shares(x: Any, lo: Any, hi: Any, out: Any) -> tuple[Any, Any, Any]:
     if hi is not None:
         share_mid = _tie_share(mid, hi, out)
         share_hi = _tie_share(hi, mid, out)
-        share_x = share_x * share_mid
-        share_lo = None if share_lo is None else share_lo * share_mid
+        share_x = share_mid if lo is None else ops.multiply(share_x, share_mid)
+        share_lo = None if share_lo is None else ops.multiply(share_lo, share_mid)
     return share_x, share_lo, share_hi
 
 
@@ -334,16 +352,17 @@ def _clip_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
     t = None
     for share, dot in zip(_clip_shares(x, lo, hi, out), tangents, strict=True):
         if dot is not None and share is not None:
-            term = dot * share
-            t = term if t is None else t + term
+            term = ops.multiply(dot, share)
+            t = term if t is None else ops.add(t, term)
     return out, None if t is None else fit(t, out)
 
 
 @def_vjp(clip_p)
 def _clip_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: tuple[bool, ...]) -> Any:
-    shares = _clip_shares(*primals, out)
+    x, lo, hi = primals
+    shares = _clip_shares(x, lo, hi, out)
     return tuple(
-        unbroadcast(ct * share, p) if need and share is not None else None
+        unbroadcast(ops.multiply(ct, share), p) if need and share is not None else None
         for share, p, need in zip(shares, primals, needs, strict=True)
     )
 

@@ -12,6 +12,8 @@ Batching keeps the batch axis an ordinary index: with unmapped index arrays a le
 full slice is prepended to the key; with mapped ones the batch axis becomes a leading
 index array ``arange(B)`` broadcast against them, and the result's axes are permuted back
 to the per-example layout (NumPy's placement of advanced-index axes makes that needed).
+The impls (native NumPy/CuPy/JAX indexing, ``add.at``/``.at[].add`` for accumulation, a
+portable fallback for other backends) are in :mod:`unijax.rules._index_eval`.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from typing import Any
 
 from unijax._batching import bdim_to_front, move_bdim
 from unijax._core import Primitive, base_value, namespace_for_value
-from unijax._indexing import Items, Layout, gather, layout, scatter_add, scatter_set
+from unijax._indexing import Items, Layout, layout
 from unijax._registry import def_api, def_batch, def_jvp, def_vjp
 from unijax.rules._helpers import ndim_of, ops, shape_of, unbroadcast
+from unijax.rules._index_eval import gather, scatter_add, scatter_set
 
 __all__ = ["getitem_p", "scatter_add_p", "setitem_p", "take_along_axis_p", "take_p"]
 
@@ -214,7 +217,7 @@ def _setitem_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...], *, key: It
 @def_vjp(setitem_p)
 def _setitem_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: Any, *,
                  key: Items) -> Any:
-    x, value, *arrays = primals
+    _, value, *arrays = primals
     ct_x = setitem_p.bind(ct, 0, *arrays, key=key) if needs[0] else None
     ct_v = None
     if needs[1]:
@@ -239,7 +242,7 @@ def _setitem_batch(args: tuple[Any, ...], bdims: tuple[int | None, ...], *,
     index = _batch_index(x, size, lay.block_ndim)
     value = _arrange(value, v_dim, size, lay.shape, 0, full=True)
     perm = _inverse(_block_perm(lay))
-    if perm != tuple(range(len(perm))):
+    if hasattr(value, "shape") and perm != tuple(range(len(perm))):
         value = ops.permute_dims(value, perm)
     return setitem_p.bind(x, value, index, *lifted, key=_with_batch_index(key)), 0
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from unijax._batching import bdim_to_front, move_bdim
 from unijax._core import Primitive, Tracer, base_value, namespace_for_value
+from unijax._dtypes import is_inexact
 from unijax._indexing import getitem
 from unijax._registry import def_api, def_batch, def_jvp, def_vjp
 from unijax.errors import ConcretizationError, message
@@ -77,7 +78,10 @@ def _concat_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: Any, *, axis
     lead = (slice(None),) * axis
     for x, need in zip(primals, needs, strict=True):
         stop = start + shape_of(x)[axis]
-        cts.append(unbroadcast(getitem(ct, (*lead, slice(start, stop))), x) if need else None)
+        if need and is_inexact(x.dtype):
+            cts.append(unbroadcast(getitem(ct, (*lead, slice(start, stop))), x))
+        else:
+            cts.append(None)
         start = stop
     return tuple(cts)
 
@@ -108,7 +112,7 @@ def stack(arrays: tuple[Any, ...] | list[Any], /, *, axis: int = 0) -> Any:
 @def_vjp(stack_p)
 def _stack_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: Any, *, axis: int) -> Any:
     parts = unstack_p.bind(ct, axis=axis)
-    return tuple(unbroadcast(c, x) if need else None
+    return tuple(unbroadcast(c, x) if need and is_inexact(x.dtype) else None
                  for c, x, need in zip(parts, primals, needs, strict=True))
 
 

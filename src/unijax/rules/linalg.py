@@ -17,7 +17,7 @@ from unijax._registry import def_api, def_batch, def_jvp, def_vjp
 from unijax.rules._helpers import ndim_of, ops, shape_of, unbroadcast
 from unijax.rules._linalg_helpers import add as _add
 from unijax.rules._linalg_helpers import conj as _conj
-from unijax.rules._linalg_helpers import eye_like, matrix_batch
+from unijax.rules._linalg_helpers import eye_like, matrix_batch, mul
 from unijax.rules._linalg_helpers import pad_front as _pad_front
 
 __all__ = [
@@ -68,8 +68,8 @@ def _matmul_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: tuple[bool, 
     x, y = primals
     xs, ys = shape_of(x), shape_of(y)
     if len(xs) == 1 and len(ys) == 1:  # dot product: the cotangent is a scalar
-        return (unbroadcast(ct * y, x) if needs[0] else None,
-                unbroadcast(ct * x, y) if needs[1] else None)
+        return (unbroadcast(mul(ct, y), x) if needs[0] else None,
+                unbroadcast(mul(ct, x), y) if needs[1] else None)
     # Treat 1-D operands as a row (x) or a column (y) so one formula covers every case.
     x2 = ops.reshape(x, (1, xs[0])) if len(xs) == 1 else x
     y2 = ops.reshape(y, (ys[0], 1)) if len(ys) == 1 else y
@@ -305,8 +305,8 @@ def _vecdot_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: tuple[bool, 
                 axis: int) -> Any:
     x, y = primals
     ct = ops.expand_dims(ct, axis=axis)
-    ct_x = unbroadcast(_conj(ct * y), x) if needs[0] else None
-    ct_y = unbroadcast(_conj(x) * ct, y) if needs[1] else None
+    ct_x = unbroadcast(_conj(mul(ct, y)), x) if needs[0] else None
+    ct_y = unbroadcast(mul(_conj(x), ct), y) if needs[1] else None
     return ct_x, ct_y
 
 

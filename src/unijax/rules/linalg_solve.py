@@ -12,6 +12,7 @@ into extra right-hand-side columns so the matrix is factorised once.
 
 from __future__ import annotations
 
+import functools
 from collections import namedtuple
 from typing import Any
 
@@ -22,13 +23,16 @@ from unijax._registry import def_api, def_batch, def_jvp, def_nondifferentiable,
 from unijax.rules._helpers import ndim_of, ops, shape_of, unbroadcast
 from unijax.rules._linalg_helpers import (
     add,
+    cached_constant,
     composite_rules,
     conj,
-    constant,
     eye_like,
     hermitian,
     matrix_batch,
+    mm,
+    mul,
     pad_front,
+    sub,
 )
 from unijax.rules.linalg import matmul, matrix_transpose, trace
 
@@ -74,6 +78,54 @@ def solve(x1: Any, x2: Any, /) -> Any:
     return solve_p.bind(x1, x2)
 
 
+_TRIANGULAR_MIN_SIZE = 16  # below this, LU is as fast as the check
+
+
+def _solve_impl(xp: Any, a: Any, b: Any) -> Any:
+    """``xp.linalg.solve``, with a triangular fast path for NumPy when SciPy is installed.
+
+    The standard has no triangular solve, so code solves with Cholesky factors through
+    ``linalg.solve``, and so do the Cholesky derivative rules. LU-factorising a triangular
+    matrix wastes O(n^3) work; checking for a triangle costs O(n^2), so a single NumPy
+    matrix that is triangular is solved by substitution (LAPACK ``trtrs``) instead.
+    """
+    if type(a).__module__ == "numpy" and a.ndim == 2 and b.ndim <= 2:
+        n = a.shape[0]
+        if n >= _TRIANGULAR_MIN_SIZE:
+            solver = _triangular_solver()
+            if solver is not None:
+                # A corner decides quickly for general matrices; masks are cached per size.
+                if a[0, n - 1] == 0 and not a[_strict_triangle(n, upper=True)].any():
+                    return solver(a, b, lower=True, check_finite=False)
+                if a[n - 1, 0] == 0 and not a[_strict_triangle(n, upper=False)].any():
+                    return solver(a, b, lower=False, check_finite=False)
+    return xp.linalg.solve(a, b)
+
+
+@functools.lru_cache(maxsize=8)
+def _strict_triangle(n: int, *, upper: bool) -> Any:
+    import numpy as np
+
+    mask = np.tri(n, k=-1, dtype=bool)
+    return mask.T if upper else mask
+
+
+_SOLVER: list[Any] = []
+
+
+def _triangular_solver() -> Any:
+    if not _SOLVER:
+        try:
+            from scipy.linalg import solve_triangular
+        except ImportError:  # SciPy is optional: LU it is
+            solve_triangular = None
+        _SOLVER.append(solve_triangular)
+    return _SOLVER[0]
+
+
+solve_p.def_impl(_solve_impl)
+
+
 def _solve_vec(a: Any, b: Any) -> Any:
     """Solve with ``b`` a stack of vectors (its last axis), whatever its rank."""
     if ndim_of(b) == 1:
@@ -91,9 +143,10 @@ def _solve_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
     rhs = None
     if a_dot is not None:
         if vector:
-            rhs = -ops.squeeze(matmul(a_dot, ops.expand_dims(out, axis=-1)), axis=-1)
+            rhs = ops.negative(ops.squeeze(matmul(a_dot, ops.expand_dims(out, axis=-1)),
+                                           axis=-1))
         else:
-            rhs = -matmul(a_dot, out)
+            rhs = ops.negative(matmul(a_dot, out))
     rhs = add(rhs, b_dot)
     return out, _solve_vec(a, rhs) if vector else solve_p.bind(a, rhs)
 
@@ -107,9 +160,10 @@ def _solve_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: tuple[bool, .
     ct_a = None
     if needs[0]:
         if vector:
-            ct_a = -ops.multiply(ops.expand_dims(ct_b, axis=-1), ops.expand_dims(out, axis=-2))
+            ct_a = ops.negative(mul(ops.expand_dims(ct_b, axis=-1),
+                                    ops.expand_dims(out, axis=-2)))
         else:
-            ct_a = -matmul(ct_b, mT(out))
+            ct_a = ops.negative(matmul(ct_b, mT(out)))
         ct_a = unbroadcast(ct_a, a)
     return ct_a, unbroadcast(ct_b, b) if needs[1] else None
 
@@ -159,13 +213,13 @@ def inv(x: Any, /) -> Any:
 @def_jvp(inv_p)
 def _inv_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
     out = inv_p.bind(primals[0])
-    return out, -(out @ tangents[0] @ out)
+    return out, ops.negative(mm(out, tangents[0], out))
 
 
 @def_vjp(inv_p)
 def _inv_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: Any) -> Any:
     out_t = mT(out)
-    return (-(out_t @ ct @ out_t),)
+    return (ops.negative(mm(out_t, ct, out_t)),)
 
 
 def_batch(inv_p, matrix_batch(inv_p))
@@ -186,13 +240,13 @@ def det(x: Any, /) -> Any:
 def _det_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
     x, x_dot = primals[0], tangents[0]
     out = det_p.bind(x)
-    return out, out * trace(solve_p.bind(x, x_dot))
+    return out, mul(out, trace(solve_p.bind(x, x_dot)))
 
 
 @def_vjp(det_p)
 def _det_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: Any) -> Any:
     x = primals[0]
-    return (unbroadcast(_expand2(ct * out) * mT(inv_p.bind(x)), x),)
+    return (unbroadcast(mul(_expand2(mul(ct, out)), mT(inv_p.bind(x))), x),)
 
 
 def_batch(det_p, matrix_batch(det_p))
@@ -218,7 +272,7 @@ def _slogdet_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
     if not is_complex(x.dtype):
         return (sign, logabsdet), (None, tr)
     re = ops.real(tr)
-    return (sign, logabsdet), (sign * (tr - re), re)
+    return (sign, logabsdet), (mul(sign, sub(tr, re)), re)
 
 
 @def_vjp(slogdet_p)
@@ -231,11 +285,11 @@ def _slogdet_vjp(cts: tuple[Any, ...], primals: tuple[Any, ...], out: Any,
         if ct_tr is not None:
             ct_tr = ops.astype(ct_tr, x.dtype)
         if ct_sign is not None:
-            c = ct_sign * out[0]
-            ct_tr = add(ct_tr, c - ops.real(c))  # the transpose of t -> i * imag(t)
+            c = mul(ct_sign, out[0])
+            ct_tr = add(ct_tr, sub(c, ops.real(c)))  # the transpose of t -> i * imag(t)
     if ct_tr is None:
         return (None,)
-    return (unbroadcast(_expand2(ct_tr) * mT(inv_p.bind(x)), x),)
+    return (unbroadcast(mul(_expand2(ct_tr), mT(inv_p.bind(x))), x),)
 
 
 def_batch(slogdet_p, matrix_batch(slogdet_p))
@@ -264,7 +318,8 @@ def cholesky(x: Any, /, *, upper: bool = False) -> Any:
 def _phi_mask(like: Any) -> Any:
     """Lower triangle with a halved diagonal: ``Phi`` of the Cholesky derivative."""
     n = shape_of(like)[-1]
-    return constant(like, lambda xp: xp.tril(xp.ones((n, n))) - 0.5 * xp.eye(n))
+    return cached_constant(like, ("phi", n),
+                           lambda xp: xp.tril(xp.ones((n, n))) - 0.5 * xp.eye(n))
 
 
 @def_jvp(cholesky_p)
@@ -272,10 +327,10 @@ def _cholesky_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...], *, upper:
     x, x_dot = primals[0], tangents[0]
     out = cholesky_p.bind(x, upper=upper)
     lower = hermitian(out) if upper else out
-    sym = (x_dot + hermitian(x_dot)) * 0.5
+    sym = ops.add(x_dot, hermitian(x_dot)) * 0.5
     # L_dot = L Phi(L^-1 S L^-H)  (Murray 2016), with two solves instead of an inverse.
     inner = solve_p.bind(lower, hermitian(solve_p.bind(lower, sym)))
-    l_dot = lower @ (inner * _phi_mask(out))
+    l_dot = mm(lower, mul(inner, _phi_mask(out)))
     return out, hermitian(l_dot) if upper else l_dot
 
 
@@ -285,10 +340,10 @@ def _cholesky_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: Any, *,
     lower = hermitian(out) if upper else out
     ct = hermitian(ct) if upper else ct
     # The transpose of the JVP: x_bar = L^-T Phi(L^T ct) conj(L)^-1, symmetrised.
-    phi = (mT(lower) @ ct) * _phi_mask(out)
+    phi = mul(mm(mT(lower), ct), _phi_mask(out))
     left = solve_p.bind(mT(lower), phi)
     full = mT(solve_p.bind(hermitian(lower), mT(left)))
-    return ((full + hermitian(full)) * 0.5,)
+    return (ops.add(full, hermitian(full)) * 0.5,)
 
 
 def_batch(cholesky_p, matrix_batch(cholesky_p))
@@ -323,7 +378,9 @@ def _matrix_power_definition(x: Any, *, n: int) -> Any:
         base = matmul(base, base)
 
 
-composite_rules(matrix_power_p, _matrix_power_definition)
+_power_jvp, _power_vjp = composite_rules(_matrix_power_definition, matrix_power_p)
+def_jvp(matrix_power_p, _power_jvp)
+def_vjp(matrix_power_p, _power_vjp)
 def_batch(matrix_power_p, matrix_batch(matrix_power_p))
 
 
@@ -352,9 +409,9 @@ def pinv(x: Any, /, *, rtol: float | Any | None = None) -> Any:
 def _pinv_tangent(x: Any, p: Any, x_dot: Any) -> Any:
     m, n = shape_of(x)[-2:]
     h = hermitian(x_dot)
-    p_dot = -(p @ x_dot @ p)
-    p_dot = p_dot + p @ (hermitian(p) @ (h @ (eye_like(p, m) - x @ p)))
-    return p_dot + (eye_like(p, n) - p @ x) @ (h @ (hermitian(p) @ p))
+    p_dot = ops.negative(mm(p, x_dot, p))
+    p_dot = ops.add(p_dot, mm(p, mm(hermitian(p), mm(h, sub(eye_like(p, m), mm(x, p))))))
+    return ops.add(p_dot, mm(sub(eye_like(p, n), mm(p, x)), mm(h, mm(hermitian(p), p))))
 
 
 @def_jvp(pinv_p)
@@ -371,9 +428,9 @@ def _pinv_vjp(ct: Any, primals: tuple[Any, ...], p: Any, needs: Any, **params: A
     ct_t = mT(ct)
     # Transposes of the three terms of the JVP: -p x' p, p p^H x'^H (I - x p) and
     # (I - p x) x'^H p^H p (the x'^H terms transpose to conjugates).
-    ct_x = -(mT(p) @ ct @ mT(p))
-    ct_x = ct_x + conj((eye_like(p, m) - x @ p) @ (ct_t @ (p @ hermitian(p))))
-    ct_x = ct_x + conj((hermitian(p) @ p) @ (ct_t @ (eye_like(p, n) - p @ x)))
+    ct_x = ops.negative(mm(mT(p), ct, mT(p)))
+    ct_x = ops.add(ct_x, conj(mm(sub(eye_like(p, m), mm(x, p)), mm(ct_t, mm(p, hermitian(p))))))
+    ct_x = ops.add(ct_x, conj(mm(mm(hermitian(p), p), mm(ct_t, sub(eye_like(p, n), mm(p, x))))))
     return (unbroadcast(ct_x, x),) + (None,) * (len(primals) - 1)
 
 

@@ -99,7 +99,7 @@ def _resolve_shape(shape: tuple[int, ...], size: int) -> tuple[int, ...]:
         if known == 0 or size % known:
             raise ValueError(message(f"reshape: cannot reshape an array of size {size}",
                                      got=f"shape {shape}"))
-        shape = shape[: unknown[0]] + (size // known,) + shape[unknown[0] + 1 :]
+        shape = (*shape[: unknown[0]], size // known, *shape[unknown[0] + 1 :])
     if math.prod(shape) != size:
         raise ValueError(message(f"reshape: cannot reshape an array of size {size}",
                                  got=f"shape {shape}"))

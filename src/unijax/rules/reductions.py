@@ -1,20 +1,20 @@
-"""Reductions, statistical and utility functions, with their derivatives and batching rules.
+"""Reductions, with their derivatives and batching rules, and helpers for reduction rules.
 
-Covered: ``sum``, ``prod``, ``mean``, ``max``, ``min``, ``var``, ``std``, ``all``,
-``any``, ``cumulative_sum``, ``cumulative_prod`` and ``diff``.
+Covered: ``sum``, ``prod``, ``mean``, ``max``, ``min``, ``var``, ``std``, ``all`` and
+``any`` (the running functions and ``diff`` live in :mod:`unijax.rules.cumulative`).
 
-The traced functions normalise ``axis`` to a sorted tuple of non-negative axes (an
-``int`` for the cumulative functions and ``diff``), so the IR is canonical and every
-batching rule only moves the mapped axis to the front and shifts the axes by one.
+The traced functions normalise ``axis`` to a sorted tuple of distinct non-negative axes,
+so the IR is canonical and every batching rule only moves the mapped axis to the front
+and shifts the axes by one.
 
 Derivatives follow JAX: ``max``/``min`` share the cotangent equally among tied extrema,
-and ``prod``/``cumulative_prod`` are exact where inputs are zero (no division by
-``x``), to every order.
+and ``prod`` is exact where inputs are zero (no division by ``x``), to every order.
 """
 
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -22,14 +22,17 @@ from unijax._batching import bdim_to_front
 from unijax._core import Primitive, base_value, namespace_for_value
 from unijax._dtypes import is_inexact
 from unijax._registry import def_api, def_batch, def_jvp, def_nondifferentiable, def_vjp
+from unijax.errors import message
 from unijax.rules._helpers import ndim_of, ops, shape_of, unbroadcast
 
 __all__ = [
+    "axis_batch",
+    "constant_zeros",
+    "differentiable",
     "expand_reduced",
+    "normalize_axis",
     "reduced_axes",
     "reduction_batch",
-    "linear_recurrence",
-    "reverse_cumsum",
     "slice_axis",
 ]
 
@@ -37,17 +40,36 @@ Axis = int | tuple[int, ...] | None
 
 
 # --- helpers ------------------------------------------------------------------------------
+#
+# Rules combine arrays with ``ops.multiply`` and friends rather than ``*``: a rule may meet a
+# concrete array on the left and a tracer on the right, and backends such as
+# array-api-strict raise instead of deferring to the tracer's reflected operator.
 
 
-def reduced_axes(axis: Axis, ndim: int) -> tuple[int, ...]:
-    """``axis`` as a sorted tuple of non-negative axes (``None``: all of them)."""
+def reduced_axes(axis: Axis, ndim: int, name: str = "reduction") -> tuple[int, ...]:
+    """``axis`` as a sorted tuple of distinct non-negative axes (``None``: all of them).
+
+    Raises:
+        ValueError: an axis is out of range for ``ndim`` dimensions, or repeated.
+    """
     if axis is None:
         return tuple(range(ndim))
-    items = (axis,) if isinstance(axis, int) else tuple(axis)
-    return tuple(sorted(a + ndim if a < 0 else a for a in items))
+    items = tuple(axis) if isinstance(axis, tuple | list) else (axis,)
+    axes = tuple(sorted(normalize_axis(a, ndim, name) for a in items))
+    if len(set(axes)) != len(axes):
+        raise ValueError(message(f"{name}(axis={axis!r}) repeats an axis",
+                                 fix="Name each axis once."))
+    return axes
 
 
-def _single_axis(axis: int, ndim: int) -> int:
+def normalize_axis(axis: int, ndim: int, name: str = "reduction") -> int:
+    """``axis`` made a non-negative Python int, checked against ``ndim``."""
+    axis = operator.index(axis)
+    if not -ndim <= axis < ndim:
+        raise ValueError(
+            message(f"{name}(axis={axis}) is out of range for a {ndim}-dimensional array",
+                    expected=f"an axis in [{-ndim}, {ndim - 1}]", got=str(axis))
+        )
     return axis + ndim if axis < 0 else axis
 
 
@@ -72,22 +94,19 @@ def _count(x: Any, axes: tuple[int, ...]) -> int:
     return math.prod(shape[a] for a in axes)
 
 
-def _real(x: Any) -> bool:
+def differentiable(x: Any) -> bool:
+    """Whether ``x`` has a floating dtype, so it can carry a derivative."""
     return is_inexact(x.dtype)
 
 
 def slice_axis(x: Any, axis: int, start: int | None, stop: int | None) -> Any:
     """``x[start:stop]`` along ``axis`` (non-negative), through the traced indexing."""
-    return x[(slice(None),) * axis + (slice(start, stop),)]
+    # The trailing ellipsis keeps the key complete, which array-api-strict insists on.
+    return x[(*(slice(None),) * axis, slice(start, stop), ...)]
 
 
-def reverse_cumsum(x: Any, axis: int) -> Any:
-    """``out[i] = sum(x[i:])`` along ``axis``: the transpose of ``cumulative_sum``."""
-    return ops.flip(ops.cumulative_sum(ops.flip(x, axis=axis), axis=axis), axis=axis)
-
-
-def _zeros(shape: tuple[int, ...], like: Any) -> Any:
-    # A constant of the concrete namespace (it carries no derivative and no batch axis).
+def constant_zeros(shape: tuple[int, ...], like: Any) -> Any:
+    """Zeros of ``like``'s dtype and device: a constant, with no derivative or batch axis."""
     base = base_value(like)
     xp = namespace_for_value(base)
     from array_api_compat import device
@@ -106,7 +125,9 @@ def reduction_batch(prim: Primitive) -> Callable[..., Any]:
     return rule
 
 
-def _cumulative_batch(prim: Primitive) -> Callable[..., Any]:
+def axis_batch(prim: Primitive) -> Callable[..., Any]:
+    """The batching rule of a function along one non-negative int ``axis`` param."""
+
     def rule(args: tuple[Any, ...], bdims: tuple[int | None, ...], *, axis: int,
              **params: Any) -> Any:
         x = bdim_to_front(args[0], bdims[0])
@@ -122,13 +143,27 @@ sum_p = Primitive("sum")
 
 @def_api("sum")
 def sum(x: Any, /, *, axis: Axis = None, dtype: Any = None, keepdims: bool = False) -> Any:
-    return sum_p.bind(x, axis=reduced_axes(axis, ndim_of(x)), dtype=dtype, keepdims=keepdims)
+    """The sum of ``x`` over ``axis`` (the standard's ``sum``); linear, so differentiable.
+
+    Example:
+        >>> import numpy as np
+        >>> import unijax
+        >>> from array_api_compat import array_namespace
+        >>> def f(x):
+        ...     xp = array_namespace(x)
+        ...     return xp.sum(x * x, axis=(0, -1))
+        >>> unijax.grad(f)(np.asarray([[1.0, 2.0], [3.0, 4.0]]))
+        array([[2., 4.],
+               [6., 8.]])
+    """
+    axes = reduced_axes(axis, ndim_of(x), "sum")
+    return sum_p.bind(x, axis=axes, dtype=dtype, keepdims=keepdims)
 
 
 @def_jvp(sum_p)
 def _sum_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...], **params: Any) -> Any:
     out = sum_p.bind(primals[0], **params)
-    if not (_real(primals[0]) and _real(out)):
+    if not (differentiable(primals[0]) and differentiable(out)):
         return out, None
     return out, sum_p.bind(tangents[0], **params)
 
@@ -137,7 +172,7 @@ def _sum_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...], **params: Any)
 def _sum_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: Any, *, axis: Any,
              dtype: Any, keepdims: bool) -> Any:
     x = primals[0]
-    if not (_real(x) and _real(out)):
+    if not (differentiable(x) and differentiable(out)):
         return (None,)
     return (unbroadcast(expand_reduced(ct, x, axis, keepdims), x),)
 
@@ -152,7 +187,20 @@ prod_p = Primitive("prod")
 
 @def_api("prod")
 def prod(x: Any, /, *, axis: Axis = None, dtype: Any = None, keepdims: bool = False) -> Any:
-    return prod_p.bind(x, axis=reduced_axes(axis, ndim_of(x)), dtype=dtype, keepdims=keepdims)
+    """The product of ``x`` over ``axis`` (the standard's ``prod``).
+
+    The partial derivative in each element is the product of the others, computed without
+    dividing by ``x``, so it is exact where elements are zero (as in JAX), to every order.
+
+    Example:
+        >>> import numpy as np
+        >>> import unijax
+        >>> from array_api_compat import array_namespace
+        >>> unijax.grad(lambda x: array_namespace(x).prod(x))(np.asarray([2.0, 0.0, 3.0]))
+        array([0., 6., 0.])
+    """
+    axes = reduced_axes(axis, ndim_of(x), "prod")
+    return prod_p.bind(x, axis=axes, dtype=dtype, keepdims=keepdims)
 
 
 def _prod_others(x: Any, axes: tuple[int, ...]) -> Any:
@@ -177,7 +225,7 @@ def _prod_others(x: Any, axes: tuple[int, ...]) -> Any:
     flipped = ops.flip(flat, axis=last)
     after = slice_axis(ops.cumulative_prod(flipped, axis=last, include_initial=True),
                        last, None, -1)
-    g = before * ops.flip(after, axis=last)
+    g = ops.multiply(before, ops.flip(after, axis=last))
     if len(axes) != 1:
         g = ops.reshape(g, shape_of(moved))
     if order != tuple(range(len(shape))):
@@ -191,9 +239,10 @@ def _prod_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...], *, axis: Any,
               keepdims: bool) -> Any:
     (x,), (x_dot,) = primals, tangents
     out = prod_p.bind(x, axis=axis, dtype=dtype, keepdims=keepdims)
-    if not (_real(x) and _real(out)):
+    if not (differentiable(x) and differentiable(out)):
         return out, None
-    t = ops.sum(x_dot * _prod_others(x, axis), axis=axis, dtype=dtype, keepdims=keepdims)
+    t = ops.sum(ops.multiply(x_dot, _prod_others(x, axis)), axis=axis, dtype=dtype,
+                keepdims=keepdims)
     return out, t
 
 
@@ -201,9 +250,10 @@ def _prod_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...], *, axis: Any,
 def _prod_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: Any, *, axis: Any,
               dtype: Any, keepdims: bool) -> Any:
     x = primals[0]
-    if not (_real(x) and _real(out)):
+    if not (differentiable(x) and differentiable(out)):
         return (None,)
-    return (unbroadcast(expand_reduced(ct, x, axis, keepdims) * _prod_others(x, axis), x),)
+    g = ops.multiply(expand_reduced(ct, x, axis, keepdims), _prod_others(x, axis))
+    return (unbroadcast(g, x),)
 
 
 def_batch(prod_p, reduction_batch(prod_p))
@@ -216,18 +266,24 @@ mean_p = Primitive("mean")
 
 @def_api("mean")
 def mean(x: Any, /, *, axis: Axis = None, keepdims: bool = False) -> Any:
-    return mean_p.bind(x, axis=reduced_axes(axis, ndim_of(x)), keepdims=keepdims)
+    """The arithmetic mean of ``x`` over ``axis`` (the standard's ``mean``)."""
+    return mean_p.bind(x, axis=reduced_axes(axis, ndim_of(x), "mean"), keepdims=keepdims)
 
 
 @def_jvp(mean_p)
 def _mean_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...], **params: Any) -> Any:
-    return mean_p.bind(primals[0], **params), mean_p.bind(tangents[0], **params)
+    out = mean_p.bind(primals[0], **params)
+    if not differentiable(primals[0]):
+        return out, None
+    return out, mean_p.bind(tangents[0], **params)
 
 
 @def_vjp(mean_p)
 def _mean_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: Any, *, axis: Any,
               keepdims: bool) -> Any:
     x = primals[0]
+    if not differentiable(x):
+        return (None,)
     return (unbroadcast(expand_reduced(ct, x, axis, keepdims) / _count(x, axis), x),)
 
 
@@ -242,7 +298,7 @@ def _chooser(name: str) -> Primitive:
     prim = Primitive(name)
 
     def api(x: Any, /, *, axis: Axis = None, keepdims: bool = False) -> Any:
-        return prim.bind(x, axis=reduced_axes(axis, ndim_of(x)), keepdims=keepdims)
+        return prim.bind(x, axis=reduced_axes(axis, ndim_of(x), name), keepdims=keepdims)
 
     api.__name__ = api.__qualname__ = name
     api.__doc__ = f"The {name}imum of ``x`` over ``axis`` (the Array API's ``{name}``)."
@@ -250,24 +306,25 @@ def _chooser(name: str) -> Primitive:
 
     def share(x: Any, out: Any, axis: tuple[int, ...], keepdims: bool) -> Any:
         # 1/count at each position that attains the extremum, 0 elsewhere.
-        hits = ops.astype(x == _keep(out, x, axis, keepdims), x.dtype)
-        return hits / ops.sum(hits, axis=axis, keepdims=True)
+        hits = ops.astype(ops.equal(x, _keep(out, x, axis, keepdims)), x.dtype)
+        return ops.divide(hits, ops.sum(hits, axis=axis, keepdims=True))
 
     def jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...], *, axis: Any,
             keepdims: bool) -> Any:
         (x,), (x_dot,) = primals, tangents
         out = prim.bind(x, axis=axis, keepdims=keepdims)
-        if not _real(x):
+        if not differentiable(x):
             return out, None
-        return out, ops.sum(x_dot * share(x, out, axis, keepdims), axis=axis, keepdims=keepdims)
+        t = ops.multiply(x_dot, share(x, out, axis, keepdims))
+        return out, ops.sum(t, axis=axis, keepdims=keepdims)
 
     def vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: Any, *, axis: Any,
             keepdims: bool) -> Any:
         x = primals[0]
-        if not _real(x):
+        if not differentiable(x):
             return (None,)
-        return (unbroadcast(expand_reduced(ct, x, axis, keepdims) * share(x, out, axis, keepdims),
-                            x),)
+        g = ops.multiply(expand_reduced(ct, x, axis, keepdims), share(x, out, axis, keepdims))
+        return (unbroadcast(g, x),)
 
     def_jvp(prim, jvp)
     def_vjp(prim, vjp)
@@ -288,20 +345,26 @@ std_p = Primitive("std")
 @def_api("var")
 def var(x: Any, /, *, axis: Axis = None, correction: int | float = 0.0,
         keepdims: bool = False) -> Any:
-    return var_p.bind(x, axis=reduced_axes(axis, ndim_of(x)), correction=correction,
+    """The variance of ``x`` over ``axis`` (the standard's ``var``), over ``N - correction``."""
+    return var_p.bind(x, axis=reduced_axes(axis, ndim_of(x), "var"), correction=correction,
                       keepdims=keepdims)
 
 
 @def_api("std")
 def std(x: Any, /, *, axis: Axis = None, correction: int | float = 0.0,
         keepdims: bool = False) -> Any:
-    return std_p.bind(x, axis=reduced_axes(axis, ndim_of(x)), correction=correction,
+    """The standard deviation of ``x`` over ``axis`` (the standard's ``std``).
+
+    Its derivative is undefined (``nan``) where the spread is zero, as in JAX.
+    """
+    return std_p.bind(x, axis=reduced_axes(axis, ndim_of(x), "std"), correction=correction,
                       keepdims=keepdims)
 
 
 def _centered(x: Any, axis: tuple[int, ...], correction: int | float) -> Any:
     """``(x - mean(x)) / (n - correction)``: half the gradient of ``var``."""
-    return (x - ops.mean(x, axis=axis, keepdims=True)) / (_count(x, axis) - correction)
+    centered = ops.subtract(x, ops.mean(x, axis=axis, keepdims=True))
+    return centered / (_count(x, axis) - correction)
 
 
 @def_jvp(var_p)
@@ -309,7 +372,10 @@ def _var_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...], *, axis: Any,
              correction: Any, keepdims: bool) -> Any:
     (x,), (x_dot,) = primals, tangents
     out = var_p.bind(x, axis=axis, correction=correction, keepdims=keepdims)
-    t = ops.sum(_centered(x, axis, correction) * x_dot, axis=axis, keepdims=keepdims)
+    if not differentiable(x):
+        return out, None
+    t = ops.sum(ops.multiply(_centered(x, axis, correction), x_dot), axis=axis,
+                keepdims=keepdims)
     return out, 2 * t
 
 
@@ -317,7 +383,9 @@ def _var_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...], *, axis: Any,
 def _var_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: Any, *, axis: Any,
              correction: Any, keepdims: bool) -> Any:
     x = primals[0]
-    g = 2 * _centered(x, axis, correction) * expand_reduced(ct, x, axis, keepdims)
+    if not differentiable(x):
+        return (None,)
+    g = ops.multiply(2 * _centered(x, axis, correction), expand_reduced(ct, x, axis, keepdims))
     return (unbroadcast(g, x),)
 
 
@@ -326,15 +394,21 @@ def _std_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...], *, axis: Any,
              correction: Any, keepdims: bool) -> Any:
     (x,), (x_dot,) = primals, tangents
     out = std_p.bind(x, axis=axis, correction=correction, keepdims=keepdims)
-    t = ops.sum(_centered(x, axis, correction) * x_dot, axis=axis, keepdims=keepdims)
-    return out, t / out
+    if not differentiable(x):
+        return out, None
+    t = ops.sum(ops.multiply(_centered(x, axis, correction), x_dot), axis=axis,
+                keepdims=keepdims)
+    return out, ops.divide(t, out)
 
 
 @def_vjp(std_p)
 def _std_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: Any, *, axis: Any,
              correction: Any, keepdims: bool) -> Any:
     x = primals[0]
-    g = _centered(x, axis, correction) * expand_reduced(ct / out, x, axis, keepdims)
+    if not differentiable(x):
+        return (None,)
+    g = ops.multiply(_centered(x, axis, correction),
+                     expand_reduced(ops.divide(ct, out), x, axis, keepdims))
     return (unbroadcast(g, x),)
 
 
@@ -349,7 +423,7 @@ def _logical_reduction(name: str) -> Primitive:
     prim = Primitive(name)
 
     def api(x: Any, /, *, axis: Axis = None, keepdims: bool = False) -> Any:
-        return prim.bind(x, axis=reduced_axes(axis, ndim_of(x)), keepdims=keepdims)
+        return prim.bind(x, axis=reduced_axes(axis, ndim_of(x), name), keepdims=keepdims)
 
     api.__name__ = api.__qualname__ = name
     api.__doc__ = f"Whether {name} elements of ``x`` are true over ``axis`` (no derivative)."
@@ -361,172 +435,3 @@ def _logical_reduction(name: str) -> Primitive:
 
 all_p = _logical_reduction("all")
 any_p = _logical_reduction("any")
-
-
-# --- cumulative_sum -----------------------------------------------------------------------
-
-cumulative_sum_p = Primitive("cumulative_sum")
-
-
-def _cumulative_axis(x: Any, axis: int | None, name: str) -> int:
-    n = ndim_of(x)
-    if axis is None:
-        if n != 1:
-            raise ValueError(
-                f"{name}(x) needs axis= for a {n}-dimensional x; axis may be omitted only "
-                "for one-dimensional arrays. Pass axis=... explicitly."
-            )
-        return 0
-    return _single_axis(axis, n)
-
-
-@def_api("cumulative_sum")
-def cumulative_sum(x: Any, /, *, axis: int | None = None, dtype: Any = None,
-                   include_initial: bool = False) -> Any:
-    return cumulative_sum_p.bind(x, axis=_cumulative_axis(x, axis, "cumulative_sum"),
-                                 dtype=dtype, include_initial=include_initial)
-
-
-@def_jvp(cumulative_sum_p)
-def _cumulative_sum_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...],
-                        **params: Any) -> Any:
-    out = cumulative_sum_p.bind(primals[0], **params)
-    if not (_real(primals[0]) and _real(out)):
-        return out, None
-    return out, cumulative_sum_p.bind(tangents[0], **params)
-
-
-@def_vjp(cumulative_sum_p)
-def _cumulative_sum_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: Any, *,
-                        axis: int, dtype: Any, include_initial: bool) -> Any:
-    x = primals[0]
-    if not (_real(x) and _real(out)):
-        return (None,)
-    if include_initial:
-        ct = slice_axis(ct, axis, 1, None)  # the initial zero does not depend on x
-    return (unbroadcast(reverse_cumsum(ct, axis), x),)
-
-
-def_batch(cumulative_sum_p, _cumulative_batch(cumulative_sum_p))
-
-
-# --- cumulative_prod ----------------------------------------------------------------------
-#
-# d out[i] = sum_{k <= i} x_dot[k] * prod(x[:k]) * prod(x[k+1:i+1]), a first-order linear
-# recurrence, s[i] = x[i] * s[i-1] + prod(x[:i]) * x_dot[i]. Solving it with a parallel
-# prefix scan of multiplications (as JAX does) is exact where x has zeros, and the rules
-# stay polynomial in x, so every higher derivative is exact too. Dividing by x would not be.
-
-cumulative_prod_p = Primitive("cumulative_prod")
-
-
-@def_api("cumulative_prod")
-def cumulative_prod(x: Any, /, *, axis: int | None = None, dtype: Any = None,
-                    include_initial: bool = False) -> Any:
-    return cumulative_prod_p.bind(x, axis=_cumulative_axis(x, axis, "cumulative_prod"),
-                                  dtype=dtype, include_initial=include_initial)
-
-
-def linear_recurrence(a: Any, b: Any, axis: int) -> Any:
-    """``s[i] = b[i] + a[i] * s[i-1]`` along ``axis`` (``s[-1] = 0``), by a prefix scan.
-
-    Hillis-Steele doubling: ``log2(n)`` steps of slices, multiplications and one concat,
-    all traced functions, so the result is differentiable in ``a`` and ``b``.
-    """
-    n = shape_of(b)[axis]
-    step = 1
-    while step < n:
-        head_b = slice_axis(b, axis, None, step)
-        a_late, b_early = slice_axis(a, axis, step, None), slice_axis(b, axis, None, n - step)
-        b = ops.concat([head_b, slice_axis(b, axis, step, None) + a_late * b_early], axis=axis)
-        if step * 2 < n:
-            a_early = slice_axis(a, axis, None, n - step)
-            a = ops.concat([slice_axis(a, axis, None, step), a_late * a_early], axis=axis)
-        step *= 2
-    return b
-
-
-def _exclusive_cumprod(x: Any, axis: int) -> Any:
-    """``prod(x[:i])`` along ``axis``."""
-    full = ops.cumulative_prod(x, axis=axis, include_initial=True)
-    return slice_axis(full, axis, None, shape_of(x)[axis])
-
-
-def _initial_slice(t: Any, axis: int) -> Any:
-    """``t`` with a zero slice in front along ``axis`` (the tangent of the initial value)."""
-    shape = tuple(1 if i == axis else d for i, d in enumerate(shape_of(t)))
-    return ops.concat([_zeros(shape, t), t], axis=axis)
-
-
-def _as_cumulative_dtype(x: Any, dtype: Any) -> Any:
-    return x if dtype is None or x.dtype == dtype else ops.astype(x, dtype)
-
-
-@def_jvp(cumulative_prod_p)
-def _cumulative_prod_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...], *, axis: int,
-                         dtype: Any, include_initial: bool) -> Any:
-    (x,), (x_dot,) = primals, tangents
-    out = cumulative_prod_p.bind(x, axis=axis, dtype=dtype, include_initial=include_initial)
-    if not (_real(x) and _real(out)) or shape_of(x)[axis] == 0:
-        return out, None
-    x, x_dot = _as_cumulative_dtype(x, dtype), _as_cumulative_dtype(x_dot, dtype)
-    t = linear_recurrence(x, _exclusive_cumprod(x, axis) * x_dot, axis)
-    return out, _initial_slice(t, axis) if include_initial else t
-
-
-@def_vjp(cumulative_prod_p)
-def _cumulative_prod_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: Any, *,
-                         axis: int, dtype: Any, include_initial: bool) -> Any:
-    # The transpose runs the recurrence backwards: s[k] = ct[k] + x[k+1] * s[k+1], and
-    # the cotangent of x[k] is prod(x[:k]) * s[k].
-    x = primals[0]
-    n = shape_of(x)[axis]
-    if not (_real(x) and _real(out)) or n == 0:
-        return (None,)
-    if include_initial:
-        ct = slice_axis(ct, axis, 1, None)  # the initial one does not depend on x
-    xc = _as_cumulative_dtype(x, dtype)
-    a = _initial_slice(ops.flip(slice_axis(xc, axis, 1, None), axis=axis), axis)
-    s = ops.flip(linear_recurrence(a, ops.flip(ct, axis=axis), axis), axis=axis)
-    return (unbroadcast(_exclusive_cumprod(xc, axis) * s, x),)
-
-
-def_batch(cumulative_prod_p, _cumulative_batch(cumulative_prod_p))
-
-
-# --- diff ---------------------------------------------------------------------------------
-
-diff_p = Primitive("diff")
-diff_p.def_impl(lambda xp, x, *, axis, n: xp.diff(x, axis=axis, n=n))
-
-
-@def_api("diff")
-def diff(x: Any, /, *, axis: int = -1, n: int = 1, prepend: Any = None,
-         append: Any = None) -> Any:
-    axis = _single_axis(axis, ndim_of(x))
-    if prepend is not None or append is not None:
-        parts = [p for p in (prepend, x, append) if p is not None]
-        x = ops.concat(parts, axis=axis)
-    if n == 0:
-        return x
-    return diff_p.bind(x, axis=axis, n=n)
-
-
-@def_jvp(diff_p)
-def _diff_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...], **params: Any) -> Any:
-    return diff_p.bind(primals[0], **params), diff_p.bind(tangents[0], **params)
-
-
-@def_vjp(diff_p)
-def _diff_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: Any, *, axis: int,
-              n: int) -> Any:
-    # The transpose of n-th differences: pad n zeros on both sides, difference n times,
-    # and flip the sign n times.
-    x = primals[0]
-    pad_shape = tuple(n if i == axis else d for i, d in enumerate(shape_of(ct)))
-    pad = _zeros(pad_shape, ct)
-    g = diff_p.bind(ops.concat([pad, ct, pad], axis=axis), axis=axis, n=n)
-    return (unbroadcast(-g if n % 2 else g, x),)
-
-
-def_batch(diff_p, _cumulative_batch(diff_p))

@@ -21,10 +21,11 @@ from typing import Any, NamedTuple
 
 from unijax._batching import BatchTracer, bdim_to_front, move_bdim
 from unijax._core import Primitive, Tracer
+from unijax._dtypes import is_inexact
 from unijax._registry import def_api, def_batch, def_jvp, def_nondifferentiable, def_vjp
 from unijax.errors import ConcretizationError, message
 from unijax.rules._helpers import elementwise_batch, fit, ndim_of, ops, shape_of, unbroadcast
-from unijax.rules.reductions import reduced_axes, reduction_batch
+from unijax.rules.reductions import axis_batch, normalize_axis, reduced_axes, reduction_batch
 
 __all__ = [
     "DATA_DEPENDENT_SHAPES",
@@ -32,21 +33,6 @@ __all__ = [
     "UniqueCountsResult",
     "UniqueInverseResult",
 ]
-
-
-def _axis(axis: int, ndim: int) -> int:
-    return axis + ndim if axis < 0 else axis
-
-
-def _front_batch(prim: Primitive) -> Any:
-    """The batching rule of a function along one int ``axis`` (``None``: flattened)."""
-
-    def rule(args: tuple[Any, ...], bdims: tuple[int | None, ...], *, axis: int,
-             **params: Any) -> Any:
-        x = bdim_to_front(args[0], bdims[0])
-        return prim.bind(x, axis=axis + 1, **params), 0
-
-    return rule
 
 
 # --- argmax / argmin ----------------------------------------------------------------------
@@ -57,7 +43,7 @@ def _arg_chooser(name: str) -> Primitive:
 
     def api(x: Any, /, *, axis: int | None = None, keepdims: bool = False) -> Any:
         if axis is not None:
-            axis = _axis(axis, ndim_of(x))
+            axis = normalize_axis(axis, ndim_of(x), name)
         return prim.bind(x, axis=axis, keepdims=keepdims)
 
     api.__name__ = api.__qualname__ = name
@@ -93,7 +79,9 @@ count_nonzero_p = Primitive("count_nonzero")
 @def_api("count_nonzero")
 def count_nonzero(x: Any, /, *, axis: int | tuple[int, ...] | None = None,
                   keepdims: bool = False) -> Any:
-    return count_nonzero_p.bind(x, axis=reduced_axes(axis, ndim_of(x)), keepdims=keepdims)
+    """How many elements of ``x`` are non-zero over ``axis`` (no derivative)."""
+    axes = reduced_axes(axis, ndim_of(x), "count_nonzero")
+    return count_nonzero_p.bind(x, axis=axes, keepdims=keepdims)
 
 
 def_nondifferentiable(count_nonzero_p)
@@ -107,10 +95,29 @@ where_p = Primitive("where")
 
 @def_api("where")
 def where(condition: Any, x1: Any, x2: Any, /) -> Any:
+    """``x1`` where ``condition`` is true, else ``x2``; either may be a Python scalar.
+
+    Differentiable in ``x1`` and ``x2`` (each gets the cotangent where it was chosen),
+    not in ``condition``.
+
+    Example:
+        >>> import numpy as np
+        >>> import unijax
+        >>> from array_api_compat import array_namespace
+        >>> def relu_sum(x):
+        ...     xp = array_namespace(x)
+        ...     return xp.sum(xp.where(x > 0, x, 0.0))
+        >>> unijax.grad(relu_sum)(np.asarray([-1.0, 2.0]))
+        array([0., 1.])
+    """
     return where_p.bind(condition, x1, x2)
 
 
 def_batch(where_p, elementwise_batch(where_p))
+
+
+def _differentiable(x: Any) -> bool:
+    return hasattr(x, "dtype") and is_inexact(x.dtype)
 
 
 @def_jvp(where_p)
@@ -118,7 +125,9 @@ def _where_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
     condition, x1, x2 = primals
     _, t1, t2 = tangents
     out = where_p.bind(condition, x1, x2)
-    if t1 is None and t2 is None:
+    t1 = t1 if _differentiable(x1) else None
+    t2 = t2 if _differentiable(x2) else None
+    if (t1 is None and t2 is None) or not is_inexact(out.dtype):
         return out, None
     t = where_p.bind(condition, 0.0 if t1 is None else t1, 0.0 if t2 is None else t2)
     return out, fit(t, out)
@@ -127,8 +136,11 @@ def _where_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
 @def_vjp(where_p)
 def _where_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: tuple[bool, ...]) -> Any:
     condition, x1, x2 = primals
-    ct1 = unbroadcast(where_p.bind(condition, ct, 0.0), x1) if needs[1] else None
-    ct2 = unbroadcast(where_p.bind(condition, 0.0, ct), x2) if needs[2] else None
+    ct1 = ct2 = None
+    if needs[1] and _differentiable(x1):
+        ct1 = unbroadcast(where_p.bind(condition, ct, 0.0), x1)
+    if needs[2] and _differentiable(x2):
+        ct2 = unbroadcast(where_p.bind(condition, 0.0, ct), x2)
     return None, ct1, ct2
 
 
@@ -144,6 +156,13 @@ def _searchsorted_impl(xp: Any, x1: Any, x2: Any, sorter: Any = None, *, side: s
 
 @def_api("searchsorted")
 def searchsorted(x1: Any, x2: Any, /, *, side: str = "left", sorter: Any = None) -> Any:
+    """Where to insert ``x2`` into the sorted vector ``x1`` (no derivative).
+
+    Under ``vmap`` each example may have its own ``x1``.
+
+    Raises:
+        ValueError: ``side`` is not ``"left"`` or ``"right"``.
+    """
     if side not in ("left", "right"):
         raise ValueError(message("searchsorted(side=...) must be 'left' or 'right'",
                                  got=repr(side)))
@@ -165,18 +184,18 @@ def _searchsorted_batch(args: tuple[Any, ...], bdims: tuple[int | None, ...], *,
     # Each example has its own sorted array, which the standard's 1-D searchsorted cannot
     # take; count the elements that sort before each query instead. The count does not
     # depend on the order of x1, so ``sorter`` is not needed. NaN sorts last, as in NumPy.
-    size = next(shape_of(a)[b] for a, b in zip(args, bdims, strict=False) if b is not None)
+    size = next(shape_of(a)[b] for a, b in zip(args, bdims, strict=True) if b is not None)
     x1 = move_bdim(x1, bdims[0], 0, size)
     x2 = move_bdim(x2, bdims[1], 0, size)
     rest = ndim_of(x2) - 1
     x1 = ops.reshape(x1, (size,) + (1,) * rest + (shape_of(x1)[1],))
     x2 = ops.expand_dims(x2, axis=-1)
-    query_nan = x2 != x2
+    query_nan = ops.not_equal(x2, x2)
     if side == "left":
-        before = ops.where(query_nan, x1 == x1, x1 < x2)
+        before = ops.where(query_nan, ops.equal(x1, x1), ops.less(x1, x2))
     else:
-        before = ops.where(query_nan, query_nan, x1 <= x2)
-    return ops.sum(before, axis=-1), 0
+        before = ops.where(query_nan, query_nan, ops.less_equal(x1, x2))
+    return ops.count_nonzero(before, axis=-1), 0
 
 
 # --- sort / argsort -----------------------------------------------------------------------
@@ -187,18 +206,32 @@ sort_p = Primitive("sort")
 
 @def_api("argsort")
 def argsort(x: Any, /, *, axis: int = -1, descending: bool = False, stable: bool = True) -> Any:
-    return argsort_p.bind(x, axis=_axis(axis, ndim_of(x)), descending=descending,
+    """The indices that sort ``x`` along ``axis`` (no derivative)."""
+    return argsort_p.bind(x, axis=normalize_axis(axis, ndim_of(x), "argsort"),
+                          descending=descending,
                           stable=stable)
 
 
 @def_api("sort")
 def sort(x: Any, /, *, axis: int = -1, descending: bool = False, stable: bool = True) -> Any:
-    return sort_p.bind(x, axis=_axis(axis, ndim_of(x)), descending=descending, stable=stable)
+    """``x`` sorted along ``axis``; the derivative follows the sorting permutation.
+
+    Example:
+        >>> import numpy as np
+        >>> import unijax
+        >>> from array_api_compat import array_namespace
+        >>> def top(x):
+        ...     return array_namespace(x).sort(x, descending=True)[0]
+        >>> unijax.grad(top)(np.asarray([1.0, 3.0, 2.0]))
+        array([0., 1., 0.])
+    """
+    return sort_p.bind(x, axis=normalize_axis(axis, ndim_of(x), "sort"), descending=descending,
+                       stable=stable)
 
 
 def_nondifferentiable(argsort_p)
-def_batch(argsort_p, _front_batch(argsort_p))
-def_batch(sort_p, _front_batch(sort_p))
+def_batch(argsort_p, axis_batch(argsort_p))
+def_batch(sort_p, axis_batch(sort_p))
 
 
 def _permutation(x: Any, axis: int, descending: bool) -> Any:
@@ -212,6 +245,8 @@ def _sort_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...], *, axis: int,
               descending: bool, stable: bool) -> Any:
     (x,), (x_dot,) = primals, tangents
     out = sort_p.bind(x, axis=axis, descending=descending, stable=stable)
+    if not _differentiable(x):
+        return out, None
     perm = _permutation(x, axis, descending)
     return out, ops.take_along_axis(x_dot, perm, axis=axis)
 
@@ -221,6 +256,8 @@ def _sort_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: Any, *, axis: 
               descending: bool, stable: bool) -> Any:
     # The inverse of a permutation is a permutation: a gather, not a scatter-add.
     x = primals[0]
+    if not _differentiable(x):
+        return (None,)
     inverse = argsort_p.bind(_permutation(x, axis, descending), axis=axis, descending=False,
                              stable=False)
     return (unbroadcast(ops.take_along_axis(ct, inverse, axis=axis), x),)
@@ -308,29 +345,50 @@ class UniqueInverseResult(NamedTuple):
 
 @def_api("nonzero")
 def nonzero(x: Any, /) -> tuple[Any, ...]:
+    """The indices of the non-zero elements of ``x``, one array per axis.
+
+    Raises:
+        ConcretizationError: under ``vmap`` or ``jit`` (the result's shape depends on the
+            values of ``x``).
+    """
     _require_eager("nonzero", x)
     return tuple(nonzero_p.bind(x))
 
 
 @def_api("unique_all")
 def unique_all(x: Any, /) -> UniqueAllResult:
+    """The unique values of ``x``, their first indices, the inverse and the counts.
+
+    Raises:
+        ConcretizationError: under ``vmap`` or ``jit`` (the result's shape depends on the
+            values of ``x``).
+
+    Example:
+        >>> import numpy as np
+        >>> from unijax._namespace import array_functions as ops
+        >>> ops.unique_all(np.asarray([2.0, 1.0, 2.0])).counts
+        array([1, 2])
+    """
     _require_eager("unique_all", x)
     return UniqueAllResult(*unique_all_p.bind(x))
 
 
 @def_api("unique_counts")
 def unique_counts(x: Any, /) -> UniqueCountsResult:
+    """The unique values of ``x`` and how often each occurs (eager only, like ``nonzero``)."""
     _require_eager("unique_counts", x)
     return UniqueCountsResult(*unique_counts_p.bind(x))
 
 
 @def_api("unique_inverse")
 def unique_inverse(x: Any, /) -> UniqueInverseResult:
+    """The unique values of ``x`` and each element's index among them (eager only)."""
     _require_eager("unique_inverse", x)
     return UniqueInverseResult(*unique_inverse_p.bind(x))
 
 
 @def_api("unique_values")
 def unique_values(x: Any, /) -> Any:
+    """The unique values of ``x``, sorted (eager only, like ``nonzero``)."""
     _require_eager("unique_values", x)
     return unique_values_p.bind(x)

@@ -1,0 +1,65 @@
+"""vmap: every row batched three ways, against stacking over a Python loop.
+
+``axis0`` maps every argument and output along axis 0; ``last`` along the last axis
+(negative ``in_axes``/``out_axes``); ``mixed`` maps only the first argument (the others
+are shared: ``in_axes=(0, None, ...)``), or for one argument maps axis 1, and puts the
+batch axis at position 1 of the outputs where they have one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+
+from unijax.testing import check_vmap
+from unijax_conformance._support import (
+    batch_of,
+    data_strategy,
+    draw_args,
+    hypothesis_settings,
+    reference,
+    spec_function,
+    spec_params,
+)
+from unijax_conformance.specs import OpSpec
+
+VARIANTS = ("axis0", "last", "mixed")
+
+
+def _batched(members: list[tuple[np.ndarray, ...]], variant: str,
+             out_ndim: int) -> tuple[tuple[np.ndarray, ...], Any, Any]:
+    """The batched arguments, ``in_axes`` and ``out_axes`` of one variant."""
+    columns = list(zip(*members, strict=True))
+    if variant == "axis0":
+        return tuple(np.stack(c) for c in columns), 0, 0
+    if variant == "last":
+        return tuple(np.stack(c, axis=-1) for c in columns), -1, -1
+    out_axis = min(1, out_ndim)
+    if len(columns) > 1:
+        args = (np.stack(columns[0]), *(c[0] for c in columns[1:]))
+        return args, (0, *([None] * (len(columns) - 1))), out_axis
+    axis = min(1, columns[0][0].ndim)
+    return (np.stack(columns[0], axis=axis),), (axis,), out_axis
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("spec", spec_params(lambda s: s.vmap))
+@hypothesis_settings()
+@given(data=data_strategy())
+def test_vmap_matches_loop(unijax_selected: Any, spec: OpSpec, variant: str, data: Any) -> None:
+    b = unijax_selected
+    first = draw_args(data, spec)
+    members = batch_of(data, spec, first)
+    out_ndim = min((np.ndim(o) for o in _leaves(reference(spec, first))), default=0)
+    args, in_axes, out_axes = _batched(members, variant, out_ndim)
+    check_vmap(spec_function(spec), b.convert(args), in_axes=in_axes, out_axes=out_axes,
+               rtol=spec.rtol, atol=spec.atol)
+
+
+def _leaves(tree: Any) -> list[Any]:
+    from unijax import tree_util
+
+    return tree_util.tree_leaves(tree)

@@ -1,0 +1,243 @@
+"""Presenting a benchmark report: tables (rich or plain text), JSON and a bar chart.
+
+The report is plain data (``dict``), as written by ``unijax bench --json``, so the tables
+and the plot can be regenerated from a saved file (``unijax bench --from-json``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PLOT_HINT", "fmt_time", "plot", "render", "write_json"]
+
+Row = tuple[str, ...]
+Section = tuple[str, Sequence[str], list[Row], str]  # title, headers, rows, caption
+
+PLOT_HINT = 'unijax bench --plot needs matplotlib: pip install "unijax[plot]"'
+
+
+def fmt_time(seconds: float | None) -> str:
+    """``1.23 ms``-style text for a duration in seconds."""
+    if seconds is None or math.isnan(seconds):
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if abs(seconds) >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def _fmt_target(kind: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if kind == "overhead":
+        return f"{value * 1e6:+.2f} us"
+    if kind == "speedup":
+        return f"{value:.2f}x faster"
+    return f"{value:.2f}x"
+
+
+def _variant_rows(workload: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    for v in workload["variants"]:
+        if v["error"]:
+            rows.append((str(v["label"]), "error", "", "", "", "", str(v["error"])))
+            continue
+        spread = f"{fmt_time(v['q1_s'])} - {fmt_time(v['q3_s'])}"
+        ratio = ""
+        if v["ratio"] is not None:
+            ratio = f"{v['ratio']:.2f}x [{v['ratio_q1']:.2f}-{v['ratio_q3']:.2f}]"
+        first = fmt_time(v["first_call_s"]) if "jit" in v["transform"] else ""
+        note = f"MISMATCH: {v['mismatch']}" if v["mismatch"] else ""
+        rows.append((str(v["label"]), fmt_time(v["median_s"]), spread,
+                     f"{v['calls_per_round']}x{v['rounds']}", first, ratio, note))
+    return rows
+
+
+_VARIANT_HEADERS = ("variant", "median", "IQR", "calls x rounds", "first call",
+                    "vs baseline [IQR]", "note")
+
+
+def _baseline_note(workload: dict[str, Any]) -> str:
+    bases = sorted({v.get("baseline_label") or v["baseline"]
+                    for v in workload["variants"] if v["baseline"]})
+    return "baselines: " + ", ".join(bases) if bases else ""
+
+
+def _sections(report: dict[str, Any]) -> list[Section]:
+    """(title, headers, rows, caption) for every table of the report."""
+    out: list[Section] = []
+    rows: list[Row]
+    for w in report["workloads"]:
+        caption = _baseline_note(w)
+        if w["skipped"]:
+            caption += ("; " if caption else "") + "skipped: " + ", ".join(sorted(w["skipped"]))
+        out.append((f"{w['name']}: {w['title']}", _VARIANT_HEADERS, _variant_rows(w), caption))
+    imp = report.get("import")
+    if imp:
+        if "error" in imp:
+            rows = [("error", str(imp["error"]))]
+        else:
+            libs = ", ".join(imp["array_libraries_imported"]) or "none"
+            rows = [("wall time over an empty interpreter", fmt_time(imp["wall_s"])),
+                    ("-X importtime, cumulative", fmt_time(imp["importtime_s"])),
+                    ("empty interpreter start-up", fmt_time(imp["interpreter_s"])),
+                    ("array libraries imported", libs)]
+        out.append(("import unijax", ("measure", "value"), rows,
+                    f"median of {imp.get('runs', 0)} fresh interpreters"))
+    mem = report.get("memory")
+    if mem:
+        peaks = mem["peak_bytes"]
+        ref = peaks.get("native/autograd/grad")
+        rows = [(str(key), f"{b / 2**20:.2f} MiB", f"{b / ref:.2f}x" if ref else "")
+                for key, b in peaks.items()]
+        rows += [(str(key), "error", str(msg)) for key, msg in mem["errors"].items()]
+        out.append(("peak memory of one call (tracemalloc), MLP", ("variant", "peak",
+                                                                    "vs autograd.grad"),
+                    rows, "NumPy-based variants only: tracemalloc does not see XLA buffers"))
+    targets = [t for t in report.get("targets") or [] if t["value"] is not None]
+    if targets:
+        rows = []
+        for t in targets:
+            met = {True: "yes", False: "NO", None: "-"}[t["met"]]
+            measured = _fmt_target(t["kind"], t["value"])
+            if t["value"] is not None and t["low"] != t["high"]:
+                measured += (f" [{_fmt_target(t['kind'], t['low'])} .. "
+                             f"{_fmt_target(t['kind'], t['high'])}]")
+            threshold = _fmt_target(t["kind"], t["threshold"])
+            bound = ">=" if t["kind"] == "speedup" else "<="
+            rows.append((str(t["description"]), measured, f"{bound} {threshold}", met))
+        missing = len(report["targets"]) - len(targets)
+        out.append(("targets", ("target", "measured (median [IQR] of paired rounds)", "goal",
+                                "met"), rows,
+                    f"{missing} targets not measured in this run" if missing else ""))
+    return out
+
+
+def _header(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    load = m.get("load_average")
+    end = report.get("load_average_end")
+    env = " ".join(f"{k}={v}" for k, v in (m.get("environment") or {}).items())
+    return (f"unijax {m['unijax']} bench ({report['settings']['preset']}), Python "
+            f"{m['python']}, {m['cpu_count']} CPUs, load average {load} at start, {end} at "
+            f"end, {report['duration_s']:.0f} s" + (f", {env}" if env else ""))
+
+
+def render(report: dict[str, Any], *, plain: bool = False, width: int | None = None) -> str:
+    """The report as text: rich tables when rich is installed (and not ``plain``)."""
+    sections = _sections(report)
+    if not plain:
+        try:
+            import rich  # noqa: F401
+        except ImportError:
+            plain = True
+    if plain:
+        lines = [_header(report)]
+        for title, headers, rows, caption in sections:
+            lines.append("")
+            lines.append(title)
+            widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
+            for row in (headers, *rows):
+                lines.append("  " + "  ".join(str(c).ljust(w) for c, w in
+                                              zip(row, widths, strict=True)).rstrip())
+            if caption:
+                lines.append(f"  ({caption})")
+        return "\n".join(lines) + "\n"
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(record=True, width=width or 160, file=io.StringIO())
+    console.print(Text(_header(report)))
+    for title, headers, rows, caption in sections:
+        # Text(...) everywhere: labels such as "grad [numpy]" are not rich markup.
+        table = Table(title=Text(title), caption=Text(caption) if caption else None,
+                      title_justify="left")
+        for h in headers:
+            table.add_column(Text(h), overflow="fold")
+        for row in rows:
+            table.add_row(*(Text(cell) for cell in row))
+        console.print(table)
+    return console.export_text()
+
+
+def write_json(report: dict[str, Any], path: str | Path) -> None:
+    """Write ``report`` as indented JSON."""
+    Path(path).write_text(json.dumps(report, indent=2, sort_keys=False) + "\n",
+                          encoding="utf-8")
+
+
+_BACKEND_ORDER = ("numpy", "autograd", "jax", "array_api_strict")
+
+
+def plot(report: dict[str, Any], path: str | Path) -> None:
+    """A grouped bar chart of each unijax variant's time over its baseline's, per workload.
+
+    One group per workload, one bar per unijax variant: the colour is the backend, hatched
+    bars are compiled (``jit``). Bars are medians of the per-round paired ratios, with their
+    quartiles as error bars, on a log scale; below the line at 1 unijax is faster than the
+    native library it is compared with (``autograd.grad`` for NumPy-like arrays, JAX's own
+    transform on JAX).
+
+    Raises:
+        ImportError: matplotlib is not installed (the message is :data:`PLOT_HINT`).
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import Patch
+    except ImportError as err:
+        raise ImportError(PLOT_HINT) from err
+
+    def order(v: dict[str, Any]) -> tuple[int, bool, str]:
+        rank = _BACKEND_ORDER.index(v["library"]) if v["library"] in _BACKEND_ORDER else 99
+        return rank, v["transform"].startswith("jit"), v["transform"]
+
+    groups = []
+    for w in report["workloads"]:
+        bars = sorted((v for v in w["variants"] if v["kind"] == "unijax" and v["ratio"]),
+                      key=order)
+        if bars:
+            groups.append((w["name"], bars))
+    backends = sorted({v["library"] for _, bars in groups for v in bars},
+                      key=lambda b: _BACKEND_ORDER.index(b) if b in _BACKEND_ORDER else 99)
+    palette = plt.get_cmap("tab10")
+    color = {b: palette(i) for i, b in enumerate(backends)}
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.32 * sum(len(b) for _, b in groups) + 3), 5.5))
+    x, ticks = 0.0, []
+    for name, bars in groups:
+        start = x
+        for v in bars:
+            spread = [[max(0.0, v["ratio"] - v["ratio_q1"])],
+                      [max(0.0, v["ratio_q3"] - v["ratio"])]]
+            ax.bar(x, v["ratio"], 0.9, yerr=spread, capsize=2, color=color[v["library"]],
+                   hatch="///" if v["transform"].startswith("jit") else None,
+                   edgecolor="white", linewidth=0.0)
+            ax.text(x, 1.02 * max(v["ratio"], v["ratio_q3"]), v["transform"], rotation=90,
+                    ha="center", va="bottom", fontsize=6)
+            x += 1.0
+        ticks.append(((start + x - 1.0) / 2, name))
+        x += 1.2
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_yscale("log")
+    ax.set_xticks([t for t, _ in ticks], [n for _, n in ticks])
+    ax.set_ylabel("time / native time (log scale; below 1: unijax faster)")
+    ax.margins(y=0.25)
+    load = report["machine"].get("load_average")
+    ax.set_title(f"unijax vs native libraries ({report['settings']['preset']} run, "
+                 f"{report['machine'].get('cpu_count')} CPUs, load average "
+                 f"{load[0] if load else '?'})")
+    handles = [Patch(facecolor=color[b], label=b) for b in backends]
+    handles.append(Patch(facecolor="white", edgecolor="black", hatch="///",
+                         label="compiled (jit)"))
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,91 @@
+"""The examples give the same results on every backend, chosen by configuration.
+
+``examples/run_all.py --json --quick`` runs once per backend in a fresh interpreter with
+``UNIJAX_BACKEND`` set (the configuration path an application uses); the results must
+agree with NumPy's to floating-point accuracy, and every loss must fall.
+"""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unijax._benchmarks.harness import available_libraries
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+BACKENDS = ("numpy", "autograd", "jax", "array_api_strict")
+USABLE = [b for b, why in available_libraries(BACKENDS).items() if why is None]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UNIJAX_")}
+    return {**env, **extra}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """``run_all.py --json --quick`` on every usable backend, all started at once."""
+    cwd = tmp_path_factory.mktemp("examples")  # no pyproject.toml above: env decides
+    procs = {b: subprocess.Popen([sys.executable, str(EXAMPLES / "run_all.py"), "--json",
+                                  "--quick"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, cwd=cwd, env=_env(UNIJAX_BACKEND=b))
+             for b in USABLE}
+    found = {}
+    for backend, proc in procs.items():
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, f"{backend}:\n{err[-4000:]}"
+        found[backend] = json.loads(out.strip().splitlines()[-1])
+    return found
+
+
+def test_each_run_used_the_configured_backend(results) -> None:
+    assert {b: r["backend"] for b, r in results.items()} == {b: b for b in USABLE}
+
+
+@pytest.mark.parametrize("backend", [b for b in USABLE if b != "numpy"])
+def test_results_agree_with_numpy(results, backend: str) -> None:
+    want, got = results["numpy"]["results"], results[backend]["results"]
+    assert want.keys() == got.keys()
+    for example in want:
+        for key, value in want[example].items():
+            np.testing.assert_allclose(got[example][key], value, rtol=1e-6, atol=1e-9,
+                                       err_msg=f"{example}.{key} on {backend}")
+
+
+def test_losses_fall(results) -> None:
+    for backend, run in results.items():
+        r = run["results"]
+        for name, series in (("logistic_regression", r["logistic_regression"]["losses"]),
+                             ("mlp_clipped", r["mlp_clipped"]["losses"]),
+                             ("gp_regression", r["gp_regression"]["nll"])):
+            assert series[-1] < series[0], f"{name} on {backend}: {series}"
+            assert all(np.isfinite(series)), f"{name} on {backend}: {series}"
+        assert r["logistic_regression"]["accuracy"] > 0.8
+        assert r["gp_regression"]["rmse"] < 0.3
+
+
+def test_script_flag_overrides_configuration(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(EXAMPLES / "logistic_regression.py"),
+                           "--backend", "numpy", "--steps", "3"], capture_output=True,
+                          text=True, cwd=tmp_path, env=_env(UNIJAX_BACKEND="autograd"),
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "backend 'numpy' (set_backend:" in done.stdout
+    assert "losses: [0.693147," in done.stdout
+
+
+@pytest.mark.parametrize("module", ["unijax_examples.optim", "unijax_examples.models"])
+def test_library_doctests(module: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    result = doctest.testmod(importlib.import_module(module),
+                             optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
