@@ -65,6 +65,60 @@ def _replace(args: tuple[Any, ...], argnums: tuple[int, ...], values: Any) -> li
     return new
 
 
+def _call_with_constants(fun: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                         nums: tuple[int, ...], dyn: tuple[Any, ...]) -> Any:
+    """Call ``fun`` with ``dyn`` at ``nums`` and every other NumPy array boxed as a constant.
+
+    Library code calls ``array_namespace(x, params)``; a plain ndarray next to autograd's
+    boxes would give two namespaces. Boxing the other arrays on the same trace, under
+    root nodes whose gradients are discarded, keeps one namespace and changes no derivative.
+    """
+    import numpy as np
+    from autograd.core import VJPNode
+    from autograd.tracer import isbox, new_box
+
+    from unijax.tree_util import tree_leaves, tree_map
+
+    trace = next((leaf._trace for leaf in tree_leaves(dyn) if isbox(leaf)), None)
+    if trace is not None:
+
+        def box(v: Any) -> Any:  # one root per constant: its cotangent has its shape
+            return new_box(v, trace, VJPNode.new_root()) if type(v) is np.ndarray else v
+
+        args, kwargs = tree_map(box, (tuple(None if i in nums else a
+                                            for i, a in enumerate(args)), kwargs))
+    return fun(*_replace(args, nums, dyn), **kwargs)
+
+
+def _make_vjp(fun: Callable[..., Any], x: Any) -> tuple[Callable[[Any], Any], Any]:
+    """autograd's ``make_vjp``, returning the start node's cotangent explicitly.
+
+    autograd's own backward pass returns the cotangent of the last node it visits, which
+    is the start node only when the tape has a single root; constants boxed by
+    :func:`_call_with_constants` add roots.
+    """
+    from autograd.core import VJPNode, add_outgrads, vspace
+    from autograd.tracer import toposort, trace
+
+    start = VJPNode.new_root()
+    end_value, end_node = trace(start, fun, x)
+
+    def vjp(g: Any) -> Any:
+        if end_node is None:
+            return vspace(x).zeros()
+        outgrads = {end_node: (g, False)}
+        result = None
+        for node in toposort(end_node):
+            outgrad = outgrads.pop(node)
+            if node is start:
+                result = outgrad[0]
+            for parent, ingrad in zip(node.parents, node.vjp(outgrad[0]), strict=False):
+                outgrads[parent] = add_outgrads(outgrads.get(parent), ingrad)
+        return result if result is not None else vspace(x).zeros()
+
+    return vjp, end_value
+
+
 def _unbox_from(trace: Any, tree: Any) -> Any:
     """``tree`` with boxes of ``trace`` replaced by their values (aux leaves JAX returns)."""
     from autograd.tracer import isbox
@@ -77,7 +131,6 @@ def _unbox_from(trace: Any, tree: Any) -> Any:
 def _flat_vjp(fun: Callable[..., Any], primals: tuple[Any, ...], has_aux: bool) -> Any:
     """``make_vjp`` over the leaves of ``primals``: (out, vjp on out-leaves, aux, treedef)."""
     from autograd.builtins import tuple as atuple
-    from autograd.core import make_vjp
 
     from unijax.tree_util import tree_flatten, tree_unflatten
 
@@ -93,7 +146,7 @@ def _flat_vjp(fun: Callable[..., Any], primals: tuple[Any, ...], has_aux: bool) 
         out_leaves, found["out_tree"] = tree_flatten(out)
         return atuple(out_leaves)
 
-    raw_vjp, out_leaves = make_vjp(flat_fun, atuple(leaves))
+    raw_vjp, out_leaves = _make_vjp(flat_fun, atuple(leaves))
     out = tree_unflatten(found["out_tree"], list(out_leaves))
     return out, raw_vjp, found.get("aux"), treedef, found["out_tree"]
 
@@ -139,7 +192,7 @@ def value_and_grad(fun: Callable[..., Any], argnums: int | tuple[int, ...] = 0,
         from unijax.tree_util import tree_unflatten
 
         def partial(*dyn: Any) -> Any:
-            return fun(*_replace(args, nums, dyn), **kwargs)
+            return _call_with_constants(fun, args, kwargs, nums, dyn)
 
         dyn = tuple(args[i] for i in nums)
         out, raw_vjp, aux, in_tree, out_tree = _flat_vjp(partial, dyn, has_aux)
@@ -175,8 +228,9 @@ def grad(fun: Callable[..., Any], argnums: int | tuple[int, ...] = 0,
         leaf_types = frozenset({np.ndarray, ArrayBox, float, np.float64, np.float32})
 
         def grad_fun(*args: Any, **kwargs: Any) -> Any:
-            # An array argument needs no pytree handling: this keeps autograd's speed.
-            if type(args[argnums]) in leaf_types:
+            # One array argument and no other arrays to box: autograd's own speed.
+            if type(args[argnums]) in leaf_types and not kwargs and not any(
+                    type(a) is np.ndarray for i, a in enumerate(args) if i != argnums):
                 return direct(*args, **kwargs)
             return general(*args, **kwargs)[1]
 
@@ -207,7 +261,7 @@ def jacrev(fun: Callable[..., Any], argnums: int | tuple[int, ...] = 0,
         from unijax.tree_util import tree_flatten, tree_leaves, tree_unflatten
 
         def partial(*dyn: Any) -> Any:
-            return fun(*_replace(args, nums, dyn), **kwargs)
+            return _call_with_constants(fun, args, kwargs, nums, dyn)
 
         dyn = tuple(args[i] for i in nums)
         out, raw_vjp, aux, in_tree, out_tree = _flat_vjp(partial, dyn, has_aux)

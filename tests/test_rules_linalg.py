@@ -164,6 +164,15 @@ def test_float32_stays_float32(name: str, fn: Any, make: Any) -> None:
     np.testing.assert_allclose(g, ref, rtol=2e-3, atol=2e-3)
 
 
+def test_trace_dtype_widens_the_value_but_not_the_gradient() -> None:
+    x = rand(3, 4, dtype=np.float32)
+    out = TRACED.linalg.trace(x, offset=1, dtype=TRACED.float64)
+    assert np.asarray(out).dtype == np.float64
+    (g,) = grad_of(lambda a: TRACED.linalg.trace(a, offset=1, dtype=TRACED.float64), x)
+    assert g.dtype == np.float32
+    np.testing.assert_array_equal(g, np.eye(3, 4, k=1, dtype=np.float32))
+
+
 def test_integer_operand_gets_no_gradient_but_the_float_one_does() -> None:
     ints = np.arange(6).reshape(2, 3)
     y = rand(3, 2)

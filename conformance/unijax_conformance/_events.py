@@ -40,8 +40,8 @@ def _message(report: pytest.TestReport) -> str:
         return str(report.longrepr[2]).removeprefix("Skipped: ")
     text = getattr(report, "wasxfail", "") or report.longreprtext or ""
     lines = [line for line in text.strip().splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("E ")]
-    return (errors[-1][1:].strip() if errors else lines[-1] if lines else "")[:500]
+    errors = [line[1:].strip() for line in lines if line.startswith("E ") and line[1:].strip()]
+    return (" | ".join(errors) if errors else lines[-1] if lines else "")[:500]
 
 
 class EventWriter:

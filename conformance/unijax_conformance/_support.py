@@ -9,7 +9,8 @@ to the backend under test with :func:`unijax.asarray`; results come back with
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
 
@@ -31,7 +32,9 @@ __all__ = [
     "REFERENCE",
     "BackendUnderTest",
     "assert_trees_close",
+    "declared_limits",
     "draw_args",
+    "eager",
     "hypothesis_settings",
     "load_backend",
     "reference",
@@ -154,6 +157,39 @@ def spec_function(spec: OpSpec) -> Callable[..., Any]:
 
     f.__name__ = spec.name.replace("#", "_").replace(".", "_")
     return f
+
+
+def _beyond_standard() -> frozenset[str]:
+    try:
+        from unijax_conformance.specs.indexing import BEYOND_STANDARD
+    except ImportError:
+        return frozenset()
+    return frozenset(BEYOND_STANDARD)
+
+
+@contextmanager
+def declared_limits(spec: OpSpec, b: BackendUnderTest) -> Iterator[None]:
+    """Turn a failure the backend is entitled to into a skip that says why.
+
+    Two kinds only: ``x[key] = v`` on a backend declaring ``mutable_arrays=False`` (the
+    plugin tests check that declaration), and rows the table marks as indexing beyond the
+    standard, which a backend's own arrays may refuse (array-api-strict does).
+    """
+    try:
+        yield
+    except (IndexError, TypeError, ValueError, NotImplementedError) as err:
+        if spec.function == "__setitem__" and not b.backend.capabilities.mutable_arrays:
+            pytest.skip(f"{b.name} declares mutable_arrays=False: {type(err).__name__}: {err}")
+        if spec.name in _beyond_standard() and isinstance(err, IndexError | TypeError):
+            pytest.skip(f"{b.name}'s arrays refuse indexing beyond the 2024.12 standard "
+                        f"({spec.name}): {err}")
+        raise
+
+
+def eager(spec: OpSpec, b: BackendUnderTest, args: Sequence[np.ndarray]) -> Any:
+    """``spec.fn`` through the backend's own namespace, on its own arrays."""
+    with declared_limits(spec, b):
+        return spec.fn(b.xp, *b.convert(args))
 
 
 def reference(spec: OpSpec, args: Sequence[np.ndarray]) -> Any:

@@ -179,12 +179,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if _XFAILS not in config.stash:
         config.stash[_XFAILS] = ExpectedFailures.load(config.getoption("unijax_xfail"))
     xfails = config.stash[_XFAILS]
+    unparametrized = []
     for item in suite:
         fn = getattr(getattr(item, "obj", None), "__func__", getattr(item, "obj", None))
         if hasattr(fn, "_hypothesis_internal_use_settings") and fn not in _SETTINGS:
             _SETTINGS[fn] = fn._hypothesis_internal_use_settings
         callspec = getattr(item, "callspec", None)
         backend = callspec.params.get("unijax_backend") if callspec else None
+        if "unijax_backend" in getattr(item, "fixturenames", ()) and not isinstance(backend,
+                                                                                   str):
+            # No selected backend fits (a comparison with the reference when only the
+            # reference runs): pytest's "empty parameter set" items carry nothing to test.
+            unparametrized.append(item)
+            continue
         item.user_properties.append(("unijax_id", suite_id(item)))
         item.user_properties.append(("unijax_area", area_of(suite_id(item))))
         item.user_properties.append(("unijax_backend", backend or ""))
@@ -193,3 +200,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         reason = xfails.reason(backend, suite_id(item))
         if reason is not None:
             item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
+    if unparametrized:
+        config.hook.pytest_deselected(items=unparametrized)
+        dropped = set(map(id, unparametrized))
+        items[:] = [item for item in items if id(item) not in dropped]

@@ -18,6 +18,7 @@ from unijax.testing import check_jit
 from unijax_conformance._support import (
     assert_trees_close,
     data_strategy,
+    declared_limits,
     draw_args,
     hypothesis_settings,
     spec_function,
@@ -34,7 +35,8 @@ _TOL = {"rtol": 1e-12, "atol": 1e-12}
 def test_jit_matches_eager(unijax_selected: Any, spec: OpSpec, data: Any) -> None:
     b = unijax_selected
     args = b.convert(draw_args(data, spec))
-    check_jit(spec_function(spec), args, rtol=spec.rtol, atol=spec.atol)
+    with declared_limits(spec, b):
+        check_jit(spec_function(spec), args, rtol=spec.rtol, atol=spec.atol)
 
 
 # --- tracing semantics ----------------------------------------------------------------------

@@ -134,7 +134,8 @@ def test_selection_isolated_across_threads(unijax_backend: BackendUnderTest,
         current, g = seen[name]
         assert current == name, f"a thread inside use_backend({name!r}) saw {current!r}"
         assert float(np.asarray(to_numpy(g))) == 4.0
-        assert seen[name + " after"] == "numpy"
+        assert seen[name + " after"] == "numpy", (
+            f"after leaving use_backend({name!r}) the thread selects {seen[name + ' after']!r}")
     assert b.owns(seen[b.name][1])
     assert _rule() == ("numpy", "default"), "the threads' choices leaked into the main thread"
 

@@ -225,7 +225,8 @@ class VJPTrace(Trace):
 
         def rule(cts: tuple[Any, ...], primals: tuple[Any, ...], out: Any,
                  needs: tuple[bool, ...]) -> list[Any]:
-            full = [ct if ct is not None else _zeros_like(o) for ct, o in zip(cts, out, strict=True)]
+            full = [ct if ct is not None else _zeros_like(o)
+                    for ct, o in zip(cts, out, strict=True)]
             return list(call.bwd(residuals, full))
 
         return list(self._record(rule, {}, primals, tuple(outs), parents, True))
@@ -242,7 +243,8 @@ class VJPTrace(Trace):
                  needs: tuple[bool, ...]) -> list[Any]:
             zeros = [_zeros_like(p) for p in primals]
             _, backward = vjp_flat(lambda ts: call.jvp(list(primals), ts)[1], zeros)
-            full = [ct if ct is not None else _zeros_like(o) for ct, o in zip(cts, out, strict=True)]
+            full = [ct if ct is not None else _zeros_like(o)
+                    for ct, o in zip(cts, out, strict=True)]
             return backward(full)
 
         return list(self._record(rule, {}, primals, tuple(outs), parents, True))
@@ -303,7 +305,8 @@ def vjp_flat(fun: Callable[[list[Any]], list[Any]], primals: Sequence[Any],
     """
     trace = VJPTrace()
     inputs = [trace.new_input(p) for p in primals]
-    nodes = [x.node for x in inputs]  # before fun can re-point an input with x[i] = v
+    # Taken before fun runs: x[i] = v inside it re-points an input tracer.
+    nodes = [x.node for x in inputs if x.node is not None]
     lifted = [trace.pure(c) if is_array(c) else c for c in constants]
     outs = fun([*inputs, *lifted])
     values = [o.value if type(o) is VJPTracer and o._trace is trace else o for o in outs]

@@ -52,13 +52,17 @@ class _Transformed:
 
     api: str
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
     def __init__(self, fun: Callable[..., Any], kind: str, backend: str | None) -> None:
         if not callable(fun):
             raise TypeError(
                 message(f"{kind}() expects a callable", got=f"{type(fun).__name__}",
                         fix=f"Pass the function itself: unijax.{kind}(f).")
             )
-        functools.update_wrapper(self, fun, updated=())  # not __dict__: fun may be a transform
+        # updated=(): fun may itself be a transform whose __dict__ must not be copied.
+        functools.update_wrapper(self, fun, updated=())
         self.fun = fun
         self.kind = kind
         self.explicit = backend
@@ -78,7 +82,7 @@ class _Transformed:
 
     def __get__(self, obj: Any, objtype: Any = None) -> Any:
         # Transformed methods bind like plain functions.
-        return self if obj is None else functools.partial(self, obj)
+        return self if obj is None else functools.partial(self.__call__, obj)
 
     def __repr__(self) -> str:
         return f"<unijax {self.api}>"
@@ -520,7 +524,7 @@ def make_ir(fun: Callable[..., Any], *, static_argnums: int | Sequence[int] = ()
     statics = normalize_argnums(static_argnums, "make_ir", fun, name="static_argnums") \
         if static_argnums != () else ()
     names = normalize_static_argnames(static_argnames, "make_ir") if static_argnames else ()
-    return _make_ir(fun, static_argnums=statics, static_argnames=names)  # type: ignore[no-any-return]
+    return _make_ir(fun, static_argnums=statics, static_argnames=names)
 
 
 # --- stop_gradient ----------------------------------------------------------------------------

@@ -122,10 +122,10 @@ class Backend:
     def native_transforms(self) -> NativeTransforms:
         """The backend's native transforms (empty when it has none)."""
         try:
-            return self._lazy["native"]  # type: ignore[no-any-return]
+            return self._lazy["native"]
         except KeyError:
             loader = self.load_native or NativeTransforms
-            return self._load("native", loader)  # type: ignore[no-any-return]
+            return self._load("native", loader)
 
     def _load(self, key: str, loader: Callable[[], Any]) -> Any:
         with self._lock:

@@ -138,8 +138,9 @@ class JVPCall(_FlatCall):
         return JVPCall(self.name, fun, jvp)
 
 
-def _static_split(args: tuple[Any, ...], nondiff: tuple[int, ...]
-                  ) -> tuple[tuple[Any, ...], list[Any], Any, Callable[[list[Any]], tuple[Any, ...]]]:
+def _static_split(
+    args: tuple[Any, ...], nondiff: tuple[int, ...]
+) -> tuple[tuple[Any, ...], list[Any], Any, Callable[[list[Any]], tuple[Any, ...]]]:
     statics = tuple(args[i] for i in nondiff)
     dynamic = tuple(a for i, a in enumerate(args) if i not in nondiff)
     leaves, treedef = tree_util.tree_flatten(dynamic)
@@ -153,7 +154,8 @@ def _static_split(args: tuple[Any, ...], nondiff: tuple[int, ...]
 
 class _CustomBase:
     def __init__(self, fun: Callable[..., Any], nondiff_argnums: Sequence[int] = ()) -> None:
-        functools.update_wrapper(self, fun, updated=())  # not __dict__: fun may be a transform
+        # updated=(): fun may itself be a transform whose __dict__ must not be copied.
+        functools.update_wrapper(self, fun, updated=())  # type: ignore[arg-type]
         self.fun = fun
         self.nondiff_argnums = normalize_argnums(
             tuple(nondiff_argnums), f"custom rule {fun_name(fun)}", fun, name="nondiff_argnums"
@@ -184,7 +186,7 @@ class _CustomBase:
         raise NotImplementedError
 
 
-class custom_vjp(_CustomBase):  # noqa: N801  (JAX's spelling)
+class custom_vjp(_CustomBase):  # JAX's spelling
     """Give a function a custom reverse-mode derivative (JAX's ``custom_vjp``).
 
     Args:
@@ -232,7 +234,7 @@ class custom_vjp(_CustomBase):  # noqa: N801  (JAX's spelling)
 
     def _engine_call(self, args: tuple[Any, ...]) -> Any:
         assert self.fwd is not None and self.bwd is not None
-        statics, leaves, in_def, rebuild = _static_split(args, self.nondiff_argnums)
+        statics, leaves, _, rebuild = _static_split(args, self.nondiff_argnums)
         trees: dict[str, Any] = {}
         fun, fwd_user, bwd_user = self.fun, self.fwd, self.bwd
 
@@ -268,7 +270,7 @@ class custom_vjp(_CustomBase):  # noqa: N801  (JAX's spelling)
         return tree_util.tree_unflatten(trees["out"], list(outs))
 
 
-class custom_jvp(_CustomBase):  # noqa: N801  (JAX's spelling)
+class custom_jvp(_CustomBase):  # JAX's spelling
     """Give a function a custom forward-mode derivative (JAX's ``custom_jvp``).
 
     Reverse mode works too: the VJP is obtained by transposing the JVP rule.

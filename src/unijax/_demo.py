@@ -66,6 +66,7 @@ def train(steps: int = 200, lr: float = 0.5, hidden: int = 32,
     import numpy as np
 
     import unijax
+    from unijax.testing import to_numpy
 
     x_np, y_np = make_data()
     onehot_np = np.eye(2)[y_np]
@@ -80,14 +81,13 @@ def train(steps: int = 200, lr: float = 0.5, hidden: int = 32,
         value, grads = value_and_grad(params, x, onehot)
         losses.append(float(value))
         params = unijax.tree.tree_map(lambda p, g: p - lr * g, params, grads)
-    predictions = np.argmax(unijax.testing.to_numpy(logits(params, x)), axis=1)
+    predictions = np.argmax(to_numpy(logits(params, x)), axis=1)
     return losses, float(np.mean(predictions == y_np))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo and print the loss falling and the final accuracy."""
     import unijax
-    import unijax.testing  # noqa: F401  (to_numpy)
 
     parser = argparse.ArgumentParser(prog="unijax demo", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)

@@ -106,7 +106,8 @@ class JitFunction:
         self._lock = threading.Lock()
         self._hits = 0
         self._misses = 0
-        functools.update_wrapper(self, fun, updated=())  # not __dict__: fun may be a transform
+        # updated=(): fun may itself be a transform whose __dict__ must not be copied.
+        functools.update_wrapper(self, fun, updated=())
 
     # -- cache ---------------------------------------------------------------------------
 

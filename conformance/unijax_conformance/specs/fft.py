@@ -113,5 +113,5 @@ SPECS: list[OpSpec] = [
     row("fft.fftfreq",
         lambda xp, x: x * xp.fft.fftfreq(x.shape[-1], d=0.5, dtype=x.dtype), R1),
     row("fft.rfftfreq",
-        lambda xp, x: xp.fft.rfftfreq(2 * x.shape[-1] - 1, dtype=x.dtype) * x, R1),
+        lambda xp, x: x * xp.fft.rfftfreq(2 * x.shape[-1] - 1, dtype=x.dtype), R1),
 ]

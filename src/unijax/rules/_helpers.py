@@ -174,7 +174,7 @@ def binary(name: str, dx: Deriv | None, dy: Deriv | None, *, namespace: str = ""
         return prim
 
     if linear is not None:
-        a, b = linear
+        _, b = linear
 
         def lin_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
             out = prim.bind(*primals)

@@ -101,8 +101,7 @@ def constant(like: Any, make: Callable[[Any], Any]) -> Any:
     Constants are made with the concrete namespace, so no transform records them.
     """
     xp, dev = _concrete(like)
-    value = make(xp)
-    value = xp.asarray(value, device=dev) if hasattr(value, "shape") else value
+    value = xp.asarray(make(xp), device=dev)
     return xp.astype(value, like.dtype) if value.dtype != like.dtype else value
 
 
