@@ -9,9 +9,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from unijax_conformance._sandbox import environment, write_distribution
 
 from unijax._check import AREAS, Matrix, main, render_markdown
-from unijax_conformance._sandbox import environment, write_distribution
 
 
 def test_matrix_cells_worst_first() -> None:

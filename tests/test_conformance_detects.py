@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 import unijax_conformance
-from unijax._check import run_suite
 from unijax_conformance._sandbox import environment, write_distribution
+
+from unijax._check import run_suite
 
 SUITE = Path(unijax_conformance.__file__).resolve().parent
 
@@ -142,5 +142,5 @@ def test_suite_detects_broken_backend(tmp_path: Path, backend: str) -> None:
     missed = [t for t in must_fail if found[t]["outcome"] != "failed"]
     assert not missed, f"the suite did not catch {backend}: {missed} ({found})"
     for test in must_fail:
-        assert WHY[backend] in found[test]["message"] or backend == "broken_vjp" and \
-            "VJP of sin" in found[test]["message"], found[test]["message"]
+        assert WHY[backend] in found[test]["message"] or (backend == "broken_vjp" and \
+            "VJP of sin" in found[test]["message"]), found[test]["message"]

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from unijax._check import run_suite
 from unijax_conformance._sandbox import environment, write_distribution
 from unijax_conformance._xfail import XFAIL_DIR
+
+from unijax._check import run_suite
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "thirdparty_plugin"
 JOBS = 2 if importlib.util.find_spec("xdist") is not None else 1

@@ -101,7 +101,7 @@ class _OffByOne:
     def __init__(self) -> None:
         import array_api_compat.numpy as cnp
 
-        self._cnp = cnp
+        self._cnp: Any = cnp
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._cnp, name)

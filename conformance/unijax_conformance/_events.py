@@ -48,11 +48,12 @@ class EventWriter:
     """Collects each test's phase reports and writes its outcome when it finishes."""
 
     def __init__(self, path: str) -> None:
-        self._file: IO[str] = open(path, "w", encoding="utf-8")  # noqa: SIM115
+        self._file: IO[str] = open(path, "w", encoding="utf-8")
         self._lock = threading.Lock()
         self._phases: dict[str, dict[str, str]] = {}
         self._xfail: dict[str, bool] = {}
         self._messages: dict[str, str] = {}
+        self._seconds: dict[str, float] = {}
 
     def _write(self, event: dict[str, Any]) -> None:
         with self._lock:
@@ -70,6 +71,7 @@ class EventWriter:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         phases = self._phases.setdefault(report.nodeid, {})
         phases[report.when] = report.outcome
+        self._seconds[report.nodeid] = self._seconds.get(report.nodeid, 0.0) + report.duration
         if hasattr(report, "wasxfail"):
             self._xfail[report.nodeid] = True
         if (report.failed or report.skipped) and report.nodeid not in self._messages:
@@ -86,6 +88,7 @@ class EventWriter:
             "area": props.get("unijax_area", ""),
             "outcome": outcome_of(phases, self._xfail.pop(report.nodeid, False)),
             "message": self._messages.pop(report.nodeid, ""),
+            "seconds": round(self._seconds.pop(report.nodeid, 0.0), 4),
         })
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:

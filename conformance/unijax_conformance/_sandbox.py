@@ -26,7 +26,7 @@ __all__ = ["environment", "write_distribution"]
 
 
 def write_distribution(root: Path, name: str, backends: Mapping[str, str],
-                       modules: Mapping[str, str] = {}, version: str = "0.1") -> Path:  # noqa: B006
+                       modules: Mapping[str, str] = {}, version: str = "0.1") -> Path:
     """Write a distribution declaring ``backends`` (entry point name -> module) into ``root``.
 
     Args:

@@ -5,9 +5,9 @@ backend; ``--unijax-xfail FILE`` adds more (a third party's own list). A file ha
 top-level entries, which apply to the backend the file is named after, or tables named by
 backend (``[mylib]``), which is how ``--unijax-xfail`` files name their backend. A pattern
 is a test id relative to the suite (``test_grad.py::test_grad_finite_differences[jax-sin]``)
-where ``*`` matches any text; every other character, brackets included, is literal. Each marked test runs as
-``xfail(strict=True)``: an expected failure that starts passing fails the run, so the
-lists stay honest.
+where ``*`` matches any text; every other character, brackets included, is literal. Each
+marked test runs as ``xfail(strict=True)``: an expected failure that starts passing fails
+the run, so the lists stay honest.
 
 Example:
     >>> failures = ExpectedFailures({"jax": {"test_jit.py::*[jax-sin]": "a reason"}})
@@ -47,8 +47,8 @@ class ExpectedFailures:
         table: dict[str, dict[str, str]] = {}
         for path in sorted(XFAIL_DIR.glob("*.toml")):
             cls._merge(table, path, default_backend=path.stem)
-        for path in extra_files:
-            cls._merge(table, Path(path), default_backend=None)
+        for extra in extra_files:
+            cls._merge(table, Path(extra), default_backend=None)
         return cls(table)
 
     @staticmethod

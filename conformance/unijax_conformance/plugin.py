@@ -65,6 +65,8 @@ def pytest_configure(config: pytest.Config) -> None:
             f"UNIJAX_CONFORMANCE_PROFILE={profile!r} is not a profile; use one of "
             f"{', '.join(_state.PROFILES)}")
     _state.profile = profile
+    if _requested(config):
+        selected_backends(config)  # a misspelt name is a usage error before collection
     events = config.getoption("unijax_events")
     if events and not hasattr(config, "workerinput"):  # xdist workers report to the controller
         from unijax_conformance._events import EventWriter
@@ -169,7 +171,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     fn = getattr(getattr(item, "obj", None), "__func__", getattr(item, "obj", None))
     original = _SETTINGS.get(fn)
     if original is not None:
-        fn._hypothesis_internal_use_settings = original
+        setattr(fn, "_hypothesis_internal_use_settings", original)  # noqa: B010
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -182,8 +184,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     unparametrized = []
     for item in suite:
         fn = getattr(getattr(item, "obj", None), "__func__", getattr(item, "obj", None))
-        if hasattr(fn, "_hypothesis_internal_use_settings") and fn not in _SETTINGS:
-            _SETTINGS[fn] = fn._hypothesis_internal_use_settings
+        settings = getattr(fn, "_hypothesis_internal_use_settings", None)
+        if settings is not None and fn not in _SETTINGS:
+            _SETTINGS[fn] = settings
         callspec = getattr(item, "callspec", None)
         backend = callspec.params.get("unijax_backend") if callspec else None
         if "unijax_backend" in getattr(item, "fixturenames", ()) and not isinstance(backend,

@@ -22,10 +22,10 @@ import pluggy
 from array_api_compat import array_namespace
 
 import unijax
-from unijax.testing import to_numpy
 from unijax import _hookspecs
 from unijax._backend import Backend, Capabilities, NativeTransforms
 from unijax._core import Tracer
+from unijax.testing import to_numpy
 from unijax_conformance._support import BackendUnderTest, assert_trees_close
 
 
@@ -160,6 +160,7 @@ def test_mutable_arrays_as_declared(unijax_backend: BackendUnderTest) -> None:
 
 def test_x64_as_declared(unijax_backend: BackendUnderTest) -> None:
     b = unijax_backend
+    why: Exception | None = None
     try:
         x = b.asarray(np.array([1.0]))
         tiny = unijax.jit(lambda v: (v + 1e-12) - v, backend=b.name)(x)
@@ -167,8 +168,6 @@ def test_x64_as_declared(unijax_backend: BackendUnderTest) -> None:
                     and abs(float(np.asarray(to_numpy(tiny))[0]) - 1e-12) < 1e-15)
     except (TypeError, ValueError) as err:
         observed, why = False, err
-    else:
-        why = None
     assert observed == b.backend.capabilities.x64, (
         f"{b.name} declares x64={b.backend.capabilities.x64}, but float64 "
         f"{'computes in float64' if observed else f'does not compute in float64 ({why})'}")

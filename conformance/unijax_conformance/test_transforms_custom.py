@@ -7,6 +7,7 @@ is caught.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -55,7 +56,7 @@ def _total(f: Any) -> Any:
     return lambda x: array_namespace(x).sum(f(x))
 
 
-CASES = {
+CASES: dict[str, tuple[Callable[..., Any], Callable[..., Any], float]] = {
     "custom_vjp": (sin_twice_grad, np.sin, 2.0),
     "custom_jvp": (softplus_thrice, lambda x: np.log1p(np.exp(x)), 3.0),
 }

@@ -114,9 +114,12 @@ def test_argnums_forms(unijax_selected: Any) -> None:
     x, y, z = xs
     args = [b.asarray(v) for v in xs]
     expected = {0: y * z**2, 1: x * z**2, 2: 2 * x * y * z}
-    for argnums, want in [(0, expected[0]), (2, expected[2]), (-1, expected[2]),
-                          (-3, expected[0]), ((0, 2), (expected[0], expected[2])),
-                          ((1,), (expected[1],)), ((-1, 0), (expected[2], expected[0]))]:
+    cases: list[tuple[Any, Any]] = [
+        (0, expected[0]), (2, expected[2]), (-1, expected[2]), (-3, expected[0]),
+        ((0, 2), (expected[0], expected[2])), ((1,), (expected[1],)),
+        ((-1, 0), (expected[2], expected[0])),
+    ]
+    for argnums, want in cases:
         got = unijax.grad(f, argnums=argnums)(*args)
         assert isinstance(got, tuple) == isinstance(want, tuple), (
             f"grad(argnums={argnums!r}) returned a {type(got).__name__}")

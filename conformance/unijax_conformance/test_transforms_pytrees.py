@@ -45,8 +45,12 @@ class Node:
         self.a, self.b, self.tag = a, b, tag
 
 
-unijax.tree.register_pytree_node(Node, lambda n: ((n.a, n.b), n.tag),
-                                 lambda tag, children: Node(*children, tag=tag))
+def _unflatten_node(tag: str, children: Any) -> Node:
+    a, b = children
+    return Node(a, b, tag=tag)
+
+
+unijax.tree.register_pytree_node(Node, lambda n: ((n.a, n.b), n.tag), _unflatten_node)
 
 # kind -> (build(a, b), unpack(tree) -> (a, b))
 KINDS: dict[str, tuple[Callable[[Any, Any], Any], Callable[[Any], tuple[Any, Any]]]] = {

@@ -3,7 +3,7 @@
 The suite (the ``unijax_conformance`` package) runs in a pytest subprocess, isolated from
 the current project's pytest configuration; its plugin writes one JSON line per finished
 test (``--unijax-events``), which drives the progress display and the final matrix of
-backend × area (values, grad, vmap, jit, transforms, dtypes, errors, selection, plugin),
+backend x area (values, grad, vmap, jit, transforms, dtypes, errors, selection, plugin),
 each cell ``passed``, ``failed``, ``xfail`` (a listed known failure) or ``unsupported``
 (the backend cannot run here, or does not declare what the test needs).
 

@@ -116,10 +116,10 @@ def check_grads(f: Callable[..., Any], args: Sequence[Any], order: int = 2,
     """Check derivatives of ``f`` at ``args`` against central finite differences.
 
     For each order up to ``order``, along random directions ``t`` and cotangents ``c``:
-    forward mode checks ``jvp(f)(t) ≈ D(ε)``; reverse mode checks
-    ``⟨vjp(f)(c), t⟩ ≈ ⟨c, D(ε)⟩``, where ``D`` is the central difference
-    ``(f(x + εt) − f(x − εt)) / 2ε`` refined by one Richardson step
-    (``(4 D(ε/2) − D(ε)) / 3``, error of order ``ε⁴``), so that higher derivatives of
+    forward mode checks ``jvp(f)(t) ≈ D(eps)``; reverse mode checks
+    ``<vjp(f)(c), t> ≈ <c, D(eps)>``, where ``D`` is the central difference
+    ``(f(x + epst) - f(x - epst)) / 2eps`` refined by one Richardson step
+    (``(4 D(eps/2) - D(eps)) / 3``, error of order ``eps^4``), so that higher derivatives of
     steep functions are not mistaken for errors. Higher orders apply the same checks to
     the directional derivative itself.
 
@@ -188,7 +188,7 @@ def check_grads(f: Callable[..., Any], args: Sequence[Any], order: int = 2,
                 bound = atol + rtol * np.max(np.abs(want_np), initial=0.0)
                 if not err <= bound:  # NaN fails too
                     raise AssertionError(
-                        f"order-{k} JVP of {_name(fun)}: max |unijax − finite differences| "
+                        f"order-{k} JVP of {_name(fun)}: max |unijax - finite differences| "
                         f"= {err:.3g} > {bound:.3g}\nunijax: {got_np}\n"
                         f"finite differences: {want_np}"
                     )
@@ -285,7 +285,7 @@ def check_vmap(fn: Callable[..., Any], args: Sequence[Any], in_axes: Any = 0,
     for i in range(size):
         sliced = [x if a is None else _take(x, a, i) for a, x in zip(axes, leaves, strict=True)]
         examples.append(fn(*tree_util.tree_unflatten(treedef, sliced)))
-    out_leaves, out_def = tree_util.tree_flatten(examples[0])
+    out_def = tree_util.tree_structure(examples[0])
     per_leaf = tree_util.broadcast_prefix(out_axes, examples[0], is_leaf=lambda x: x is None)
     columns = zip(*(tree_util.tree_leaves(e) for e in examples), strict=True)
     stacked = []
@@ -376,7 +376,7 @@ class Disagreement:
 
 @dataclass
 class BackendReport:
-    """What :func:`check_backends` found: one :class:`Disagreement` per backend × transform.
+    """What :func:`check_backends` found: one :class:`Disagreement` per backend x transform.
 
     Attributes:
         function: The checked function's name.
