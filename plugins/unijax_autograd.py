@@ -6,7 +6,8 @@ arrays belong to the numpy backend when unijax picks a backend from input types,
 
 Reverse-mode AD is native: ``grad``, ``value_and_grad``, ``vjp`` and ``jacrev`` are thin
 adapters with JAX's signatures (``argnums`` int or tuple, ``has_aux``, pytree arguments)
-over ``autograd.grad`` and ``make_vjp``. The engine supplies everything else. The
+over ``autograd.grad`` and ``make_vjp``, and ``custom_vjp``/``custom_jvp`` become autograd
+primitives (``unijax_autograd_custom``). The engine supplies everything else. The
 namespace (``unijax_autograd_xp``) routes the Array API through ``autograd.numpy``.
 """
 
@@ -18,7 +19,8 @@ from typing import Any
 
 from unijax.extend import Backend, Capabilities, NativeTransforms, hookimpl
 
-_NATIVE = frozenset({"grad", "value_and_grad", "vjp", "jacrev"})
+_NATIVE = frozenset({"grad", "value_and_grad", "vjp", "jacrev", "custom_vjp", "custom_jvp",
+                     "stop_gradient"})
 
 
 def _load_namespace() -> Any:
@@ -28,7 +30,17 @@ def _load_namespace() -> Any:
 
 
 def _load_native() -> NativeTransforms:
-    return NativeTransforms(grad=grad, value_and_grad=value_and_grad, vjp=vjp, jacrev=jacrev)
+    from unijax_autograd_custom import custom_jvp, custom_vjp, stop_gradient
+
+    return NativeTransforms(grad=grad, value_and_grad=value_and_grad, vjp=vjp, jacrev=jacrev,
+                            custom_vjp=custom_vjp, custom_jvp=custom_jvp,
+                            stop_gradient=stop_gradient)
+
+
+def _is_box(x: Any) -> bool:
+    from autograd.tracer import isbox
+
+    return bool(isbox(x))
 
 
 @hookimpl
@@ -51,7 +63,9 @@ def unijax_backend() -> Backend:
         devices=lambda: ("cpu",),
         version=lambda: metadata.version("autograd"),
         # NumPy arrays are autograd's own arrays: unijax passes them through unconverted.
-        extras={"accepts": ("numpy",)},
+        # Boxes are autograd's tracers: the engine's jit runs eagerly on them (a staged
+        # program would hide custom rules from autograd's grad).
+        extras={"accepts": ("numpy",), "is_tracer": _is_box},
     )
 
 

@@ -252,7 +252,8 @@ def roll(x: Any, /, shift: Any, *, axis: Any = None) -> Any:
 
 
 def repeat(x: Any, repeats: Any, /, *, axis: int | None = None) -> Any:
-    return anp.repeat(x, getval(repeats), axis=axis)
+    # autograd's VJP of repeat is wrong for a negative axis: pass it normalised.
+    return anp.repeat(x, getval(repeats), axis=None if axis is None else axis % x.ndim)
 
 
 def tile(x: Any, repetitions: tuple[int, ...], /) -> Any:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
+from unijax.errors import ConcretizationError, message
 from unijax.extend import Backend, Capabilities, NativeTransforms, hookimpl
 
 _NATIVE = frozenset(NativeTransforms.__dataclass_fields__)
@@ -96,6 +97,26 @@ def _parse_device(device: Any) -> Any:
     return device
 
 
+def _translate_error(err: Exception) -> Exception | None:
+    """unijax's error for JAX's: Python control flow on a value traced by JAX."""
+    import jax
+
+    if not isinstance(err, jax.errors.ConcretizationTypeError):
+        return None
+    first_line = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(".")
+    return ConcretizationError(
+        message(
+            "Python needed the concrete value of an array traced by JAX (bool(), int(), "
+            "float(), an `if` or a loop bound on it) inside a transform; under jit and vmap "
+            "the value is abstract",
+            got=first_line,
+            fix="Mark the argument static with jit(f, static_argnums=...) or "
+            "static_argnames=..., or write the branch as array code: "
+            "xp.where(cond, a, b) instead of `a if cond else b`.",
+        )
+    )
+
+
 @hookimpl
 def unijax_backend() -> Backend:
     """JAX arrays; every transform is JAX's own.
@@ -119,6 +140,7 @@ def unijax_backend() -> Backend:
             "default_device_kind": _default_device_kind,
             "parse_device": _parse_device,
             "to_host": _to_host,
+            "translate_error": _translate_error,
         },
     )
 

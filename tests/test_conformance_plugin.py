@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 import unijax_conformance
-from unijax._check import run_suite
 from unijax_conformance._xfail import ExpectedFailures
+
+from unijax._check import run_suite
 
 SUITE = Path(unijax_conformance.__file__).resolve().parent
 

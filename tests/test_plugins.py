@@ -156,7 +156,7 @@ def test_list_backends_reports_every_builtin_plugin():
     assert infos["jax"].backend.capabilities.native == frozenset(
         NativeTransforms.__dataclass_fields__)
     assert infos["autograd"].backend.capabilities.native == {
-        "grad", "value_and_grad", "vjp", "jacrev"}
+        "grad", "value_and_grad", "vjp", "jacrev", "custom_vjp", "custom_jvp", "stop_gradient"}
 
 
 def test_loading_is_thread_safe():

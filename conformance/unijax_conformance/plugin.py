@@ -21,6 +21,7 @@ backend.
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,6 @@ import pytest
 
 from unijax_conformance import _state
 from unijax_conformance._xfail import ExpectedFailures
-
-REFERENCE = _state.REFERENCE
 
 _NAMES = pytest.StashKey[list[str]]()
 _XFAILS = pytest.StashKey[ExpectedFailures]()
@@ -56,8 +55,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "unijax_not_reference: run only on backends other than the reference "
-                   "(numpy), because the test compares a backend with it")
+        "markers", "unijax_transform(name): the per-row test checks transform `name`; in "
+                   "the ci profile it runs on a sample of rows where the backend runs `name` "
+                   "natively")
     profile = (config.getoption("unijax_profile")
                or os.environ.get("UNIJAX_CONFORMANCE_PROFILE") or "ci")
     if profile not in _state.PROFILES:
@@ -111,8 +111,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "unijax_backend" not in metafunc.fixturenames:
         return
     names = selected_backends(metafunc.config)
-    if metafunc.definition.get_closest_marker("unijax_not_reference") is not None:
-        names = [n for n in names if n != REFERENCE]
     metafunc.parametrize("unijax_backend", names, indirect=True, scope="session")
 
 
@@ -174,6 +172,20 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         setattr(fn, "_hypothesis_internal_use_settings", original)  # noqa: B010
 
 
+def _sampled(item: pytest.Item, backend: str) -> bool:
+    """Whether a per-row test runs under the profile's ``native_share`` (see ``_state``)."""
+    marker = item.get_closest_marker("unijax_transform")
+    spec = getattr(item, "callspec", None) and item.callspec.params.get("spec")
+    share = _state.PROFILES[_state.profile]["native_share"]
+    if marker is None or spec is None or share >= 1:
+        return True
+    from unijax._plugins import get_backend
+
+    if marker.args[0] not in get_backend(backend, require_available=False).capabilities.native:
+        return True
+    return zlib.crc32(f"{spec.name}/{backend}".encode()) % 1000 < share * 1000
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     suite = [item for item in items if _in_suite(item)]
     if not suite:
@@ -181,7 +193,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if _XFAILS not in config.stash:
         config.stash[_XFAILS] = ExpectedFailures.load(config.getoption("unijax_xfail"))
     xfails = config.stash[_XFAILS]
-    unparametrized = []
+    dropped = []
     for item in suite:
         fn = getattr(getattr(item, "obj", None), "__func__", getattr(item, "obj", None))
         settings = getattr(fn, "_hypothesis_internal_use_settings", None)
@@ -191,19 +203,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         backend = callspec.params.get("unijax_backend") if callspec else None
         if "unijax_backend" in getattr(item, "fixturenames", ()) and not isinstance(backend,
                                                                                    str):
-            # No selected backend fits (a comparison with the reference when only the
-            # reference runs): pytest's "empty parameter set" items carry nothing to test.
-            unparametrized.append(item)
+            # No backend was selected at all: pytest's "empty parameter set" items carry
+            # nothing to test.
+            dropped.append(item)
             continue
         item.user_properties.append(("unijax_id", suite_id(item)))
         item.user_properties.append(("unijax_area", area_of(suite_id(item))))
         item.user_properties.append(("unijax_backend", backend or ""))
         if backend is None:
             continue
+        if not _sampled(item, backend):
+            dropped.append(item)
+            continue
         reason = xfails.reason(backend, suite_id(item))
         if reason is not None:
             item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
-    if unparametrized:
-        config.hook.pytest_deselected(items=unparametrized)
-        dropped = set(map(id, unparametrized))
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        dropped = set(map(id, dropped))
         items[:] = [item for item in items if id(item) not in dropped]

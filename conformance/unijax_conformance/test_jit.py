@@ -30,6 +30,7 @@ _TOL = {"rtol": 1e-12, "atol": 1e-12}
 
 
 @pytest.mark.parametrize("spec", spec_params(lambda s: s.jit))
+@pytest.mark.unijax_transform("jit")
 @hypothesis_settings()
 @given(data=data_strategy())
 def test_jit_matches_eager(unijax_selected: Any, spec: OpSpec, data: Any) -> None:

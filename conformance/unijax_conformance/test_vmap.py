@@ -64,6 +64,7 @@ def _cases() -> list[Any]:
 
 
 @pytest.mark.parametrize(("spec", "variant"), _cases())
+@pytest.mark.unijax_transform("vmap")
 @hypothesis_settings()
 @given(data=data_strategy())
 def test_vmap_matches_loop(unijax_selected: Any, spec: OpSpec, variant: str, data: Any) -> None:

@@ -47,6 +47,19 @@ __all__ = [
 _ENGINE = object()  # marks "this backend has no native version of this transform"
 
 
+def _raise_translated(backend: Any, err: Exception) -> None:
+    """Raise unijax's error for a native library's ``err``, if the backend maps it.
+
+    A backend maps its library's errors with ``extras["translate_error"]``, so misuse
+    under a native transform raises the same unijax error as on the engine. Returns
+    (and the caller re-raises ``err``) when there is no mapping.
+    """
+    translate = backend.extras.get("translate_error")
+    translated = translate(err) if translate is not None else None
+    if translated is not None:
+        raise translated from err
+
+
 class _Transformed:
     """A transformed function: resolves the backend per call, caches native versions."""
 
@@ -136,8 +149,21 @@ class _Differentiate(_Transformed):
         if not use_engine:
             native = self._native_for(backend)
             if native is not _ENGINE:
-                return native(*args, **kwargs)
+                args = self._scalars_as_arrays(args, backend.namespace)
+                try:
+                    return native(*args, **kwargs)
+                except Exception as err:
+                    _raise_translated(backend, err)
+                    raise
         return self._engine(args, kwargs, backend.namespace)
+
+    def _scalars_as_arrays(self, args: tuple[Any, ...], xp: Any) -> tuple[Any, ...]:
+        # Native libraries type Python scalars their own way (JAX with x64: float64);
+        # the engine's rule, the default float dtype, must hold on every backend.
+        if not any(isinstance(args[i], float | complex) for i in self.norm_argnums):
+            return args
+        return tuple(_engine.as_array(a, xp) if i in self.norm_argnums else a
+                     for i, a in enumerate(args))
 
     def _engine(self, args: tuple[Any, ...], kwargs: dict[str, Any], xp: Any) -> Any:
         raise NotImplementedError
@@ -305,7 +331,11 @@ def jvp(fun: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
                                                        backend, api)
     native = None if use_engine else b.native_transforms.jvp
     if native is not None:
-        return native(fun, primals, tangents, has_aux=has_aux)
+        try:
+            return native(fun, primals, tangents, has_aux=has_aux)
+        except Exception as err:
+            _raise_translated(b, err)
+            raise
     return _engine.engine_jvp(fun, primals, tangents, has_aux, b.namespace, api)
 
 
@@ -328,7 +358,11 @@ def vjp(fun: Callable[..., Any], *primals: Any, has_aux: bool = False,
     b, use_engine, primals = prepare_call(primals, backend, api)
     native = None if use_engine else b.native_transforms.vjp
     if native is not None:
-        return native(fun, *primals, has_aux=has_aux)
+        try:
+            return native(fun, *primals, has_aux=has_aux)
+        except Exception as err:
+            _raise_translated(b, err)
+            raise
     return _engine.engine_vjp(fun, primals, has_aux, b.namespace, api)
 
 
@@ -381,13 +415,15 @@ class _Vmap(_Transformed):
                 _engine.plan_vmap(self.in_axes, self.axis_size, args, kwargs, self.api)
                 try:
                     return native(*args, **kwargs)
-                except ValueError as err:
-                    if "out_axes" in str(err) and "None" in str(err):
+                except Exception as err:
+                    if isinstance(err, ValueError) and "out_axes" in str(err) and "None" in str(
+                            err):
                         raise BatchingError(
                             message(f"{self.api}: out_axes=None for an output that varies "
                                     "across the batch", fix="Map that output (out_axes=0), "
                                     "or make it independent of the mapped arguments.")
                         ) from err
+                    _raise_translated(backend, err)
                     raise
         return _engine.engine_vmap(self.fun, self.in_axes, self.out_axes, self.axis_size,
                                    args, kwargs, self.api)
@@ -453,7 +489,11 @@ class _Jit(_Transformed):
         if not use_engine:
             native = self._native_for(backend)
             if native is not _ENGINE:
-                return native(*args, **kwargs)
+                try:
+                    return native(*args, **kwargs)
+                except Exception as err:
+                    _raise_translated(backend, err)
+                    raise
         return self._engine_jit(backend)(*args, **kwargs)
 
     def _engine_jit(self, backend: Any) -> Any:

@@ -83,7 +83,8 @@ class Backend:
         compiler: Optional ``compile(program, xp) -> callable`` lowering of a staged program.
         version: Returns the library's version string.
         plugin: The plugin that provided this backend (set by unijax).
-        extras: Backend-specific hooks the engine may use (e.g. ``"scatter_add"``).
+        extras: Optional backend-specific hooks (``"device_kind"``, ``"to_host"``,
+            ``"translate_error"``, ...; see the backend authors' guide).
     """
 
     name: str

@@ -37,7 +37,7 @@ def _ops() -> Any:
     return array_functions
 
 
-def _as_array(x: Any, xp: Any) -> Any:
+def as_array(x: Any, xp: Any) -> Any:
     """Python scalars being differentiated become 0-d arrays of the default float dtype."""
     if isinstance(x, bool | int | float | complex):
         from unijax._config import default_float_dtype
@@ -57,7 +57,7 @@ def _selected(args: tuple[Any, ...], kwargs: dict[str, Any], argnums: tuple[int,
     enter the trace as constants so that every array the function sees is a tracer.
     """
     diff_leaves, diff_def = tree_util.tree_flatten(tuple(args[i] for i in argnums))
-    diff_leaves = [_as_array(x, xp) for x in diff_leaves]
+    diff_leaves = [as_array(x, xp) for x in diff_leaves]
     rest = tuple(None if i in argnums else a for i, a in enumerate(args))
     other_leaves, other_def = tree_util.tree_flatten((rest, kwargs))
     n = len(diff_leaves)
@@ -109,7 +109,7 @@ def engine_value_and_grad(fun: Fun, argnums: Any, norm_argnums: tuple[int, ...],
 def engine_vjp(fun: Fun, primals: tuple[Any, ...], has_aux: bool, xp: Any, api: str) -> Any:
     """``vjp`` on the engine: returns ``(out, vjp_fn)`` or ``(out, vjp_fn, aux)``."""
     leaves, treedef = tree_util.tree_flatten(tuple(primals))
-    leaves = [_as_array(x, xp) for x in leaves]
+    leaves = [as_array(x, xp) for x in leaves]
     trees: dict[str, Any] = {}
 
     def flat_fun(xs: list[Any]) -> list[Any]:
@@ -161,8 +161,8 @@ def engine_jvp(fun: Fun, primals: Sequence[Any], tangents: Sequence[Any], has_au
                     expected=str(p_def), got=str(t_def),
                     fix="Give one tangent per primal leaf.")
         )
-    p_leaves = [_as_array(x, xp) for x in p_leaves]
-    t_leaves = [_as_array(t, xp) for t in t_leaves]
+    p_leaves = [as_array(x, xp) for x in p_leaves]
+    t_leaves = [as_array(t, xp) for t in t_leaves]
     for p, t in zip(p_leaves, t_leaves, strict=True):
         if tuple(p.shape) != tuple(t.shape) or p.dtype != t.dtype:
             raise ValueError(
@@ -272,7 +272,7 @@ def engine_jacrev(fun: Fun, argnums: Any, norm_argnums: tuple[int, ...], has_aux
     n_out = trees["n_out"]
     blocks: list[list[Any]] = [[] for _ in range(n_out)]
     for i, o in enumerate(outs[:n_out]):
-        o_arr = _as_array(o, xp)
+        o_arr = as_array(o, xp)
         size = _size(o_arr)
 
         def pull(cs: list[Any], i: int = i) -> list[Any]:

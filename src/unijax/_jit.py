@@ -66,7 +66,10 @@ class JitFunction:
 
     When an argument is already a unijax tracer (``jit`` inside ``grad``, ``vmap`` or
     another ``jit``), ``fun`` is simply called: the enclosing transform sees every
-    operation, which gives exactly the values ``jit`` would.
+    operation, which gives exactly the values ``jit`` would. The same holds for the
+    tracers of a backend's native transform (autograd's boxes under its ``grad``, which
+    the backend recognises with ``extras["is_tracer"]``): a staged program would hide
+    custom derivative rules from that transform.
 
     Args:
         fun: The function to compile.
@@ -100,8 +103,10 @@ class JitFunction:
         self.static_argnames = frozenset(static_argnames or ())
         self._lookup = backend_compiler_lookup
         self._backend = backend
+        self._is_native_tracer = (getattr(backend, "extras", None) or {}).get("is_tracer")
         self._maxsize = cache_size
-        self._cache: OrderedDict[Any, tuple[Callable[..., list[Any]], Any]] = OrderedDict()
+        self._cache: OrderedDict[Any, tuple[Callable[..., list[Any]] | None, Any]] = (
+            OrderedDict())
         self._compilers: dict[int, Compiler] = {}
         self._lock = threading.Lock()
         self._hits = 0
@@ -144,8 +149,16 @@ class JitFunction:
             except KeyError:  # evicted by another thread meanwhile; still valid to run
                 pass
             compiled, out_def = entry
+            if compiled is None:  # the signature holds a native tracer (see above)
+                return self.fun(*args, **kwargs)
             return out_def.unflatten(compiled(*leaves))
         self._misses += 1
+        if self._holds_native_tracer(leaves):
+            # Checked on a miss only: tracer types are part of the signature, so the
+            # cache remembers the answer for every later call.
+            with self._lock:
+                self._cache[key] = (None, None)
+            return self.fun(*args, **kwargs)
         program, outs, out_def = self._stage(args, kwargs, leaves, treedef, xp)
         if program.cacheable:
             compiled = self._compiler(xp)(optimize(program), xp)
@@ -154,6 +167,10 @@ class JitFunction:
                 if len(self._cache) > self._maxsize:
                     self._cache.popitem(last=False)
         return out_def.unflatten(outs)
+
+    def _holds_native_tracer(self, leaves: Sequence[Any]) -> bool:
+        is_tracer = self._is_native_tracer
+        return is_tracer is not None and any(is_tracer(leaf) for leaf in leaves)
 
     def trace(self, *args: Any, **kwargs: Any) -> Program:
         """The optimised program for these arguments (staged afresh; nothing is cached)."""
