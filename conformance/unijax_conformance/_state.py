@@ -19,12 +19,13 @@ from typing import Any
 #: against the engine. Where a backend runs a transform natively (JAX: all; Autograd: grad),
 #: the per-row checks of that transform run on ``native_share`` of the rows (a stable hash
 #: of row and backend picks them): native transforms compile a program per row and shape,
-#: which costs ten times the engine's checks, and the engine backends check every row.
+#: which costs ten times the engine's checks (JAX: about a second a row), they check the
+#: library's own derivatives rather than unijax's, and the engine backends check every row.
 #: thorough draws many examples, checks both modes at every row's ``grad_order``, every row
 #: on every backend, and shrinks failures.
 PROFILES: dict[str, dict[str, Any]] = {
     "ci": {"max_examples": 2, "second_order_share": 0.1, "fd_modes": ("rev",),
-           "native_share": 0.5, "seeded": True, "shrink": False},
+           "native_share": 0.2, "seeded": True, "shrink": False},
     "thorough": {"max_examples": 40, "second_order_share": 1.0, "fd_modes": ("fwd", "rev"),
                  "native_share": 1.0, "seeded": False, "shrink": True},
 }
