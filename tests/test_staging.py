@@ -199,3 +199,26 @@ def test_operations_on_weak_scalars_stay_weak() -> None:
     assert square.weak and square.dtype is float
     assert type(outs[0]) is float and outs[0] == 8.0
     assert outs[1].dtype == np.float32  # a NumPy float64 scalar would have promoted it
+
+
+@pytest.mark.parametrize("transform", ["grad", "jit", "vmap"])
+def test_non_standard_array_method_names_the_namespace_function(transform: str) -> None:
+    import unijax
+    from unijax.errors import NonStandardAttributeError
+
+    fn = getattr(unijax, transform)(lambda x: x.sum())
+    with pytest.raises(NonStandardAttributeError, match=r"xp\.sum\(x") as info:
+        fn(np.ones(3))
+    assert isinstance(info.value, AttributeError)
+    with pytest.raises(NonStandardAttributeError, match="namespace's functions"):
+        getattr(unijax, transform)(lambda x: x.not_a_function)(np.ones(3))
+
+
+def test_tracer_dunder_lookups_stay_plain_attribute_errors() -> None:
+    # copy, pickle and hasattr probe dunders; those must not build a message.
+    import unijax
+
+    seen: list[bool] = []
+    unijax.grad(lambda x: (seen.append(hasattr(x, "__array_interface__")), x.shape)
+                and ops.sum(x))(np.ones(2))
+    assert seen == [False]

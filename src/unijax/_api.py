@@ -477,8 +477,10 @@ class _Jit(_Transformed):
                        static_argnames=self.static_argnames or None)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        check_hashable_statics(args, kwargs, self.static_argnums, self.static_argnames,
-                               self.api)
+        # The per-call cost of a cache hit on JAX is this method: keep it flat.
+        if self.static_argnums or self.static_argnames:
+            check_hashable_statics(args, kwargs, self.static_argnums, self.static_argnames,
+                                   self.api)
         if self.static_argnums:
             dynamic = tuple(a for i, a in enumerate(args) if i not in self.static_argnums)
             backend, use_engine, dynamic = prepare_call(dynamic, self.explicit, self.api)
@@ -487,7 +489,7 @@ class _Jit(_Transformed):
         else:
             backend, use_engine, args = prepare_call(args, self.explicit, self.api)
         if not use_engine:
-            native = self._native_for(backend)
+            native = self._native.get(backend.name) or self._native_for(backend)
             if native is not _ENGINE:
                 try:
                     return native(*args, **kwargs)

@@ -224,6 +224,14 @@ def _ns() -> Any:
     return array_functions
 
 
+def _ns_names() -> frozenset[str]:
+    from unijax._namespace import _ensure_rules
+    from unijax._registry import API_FUNCTIONS, CREATION_FUNCTIONS
+
+    _ensure_rules()
+    return frozenset((*API_FUNCTIONS, *CREATION_FUNCTIONS))
+
+
 class Tracer:
     """A value seen by a transform; implements the Array API array object.
 
@@ -284,6 +292,22 @@ class Tracer:
     @property
     def mT(self) -> Any:
         return _ns().matrix_transpose(self)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails: array methods that NumPy and JAX have but
+        # the Array API standard does not (x.sum(), x.astype(...), x.reshape(...)).
+        if name.startswith("__") or not name.isidentifier():
+            raise AttributeError(name)
+        hint = (f"call xp.{name}(x, ...) with xp = array_namespace(x)"
+                if name in _ns_names() else "write it with the namespace's functions")
+        from unijax.errors import NonStandardAttributeError
+
+        raise NonStandardAttributeError(
+            message(f"a traced array has no attribute {name!r}: under unijax transforms "
+                    "arrays are Array API arrays, which have only the standard's attributes "
+                    "(shape, dtype, device, ndim, size, T, mT, to_device and the operators)",
+                    fix=f"Instead of x.{name}, {hint}.")
+        )
 
     def __array_namespace__(self, *, api_version: str | None = None) -> Any:
         from unijax._namespace import traced_namespace

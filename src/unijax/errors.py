@@ -34,6 +34,7 @@ __all__ = [
     "MixedBackendError",
     "NonDifferentiableError",
     "NonScalarOutputError",
+    "NonStandardAttributeError",
     "PluginError",
     "PluginValidationError",
     "RuleRegistrationError",
@@ -116,6 +117,10 @@ class UnhashableStaticArgumentError(UnijaxError, TypeError):
 
 class ConcretizationError(UnijaxError, TypeError):
     """Python needed a concrete value (``bool``, ``int``, ``float``) of a traced array."""
+
+
+class NonStandardAttributeError(UnijaxError, AttributeError):
+    """A traced array was asked for a method the Array API array does not have (``x.sum()``)."""
 
 
 class UnsupportedTransformError(UnijaxError, TypeError):
