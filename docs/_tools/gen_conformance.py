@@ -1,6 +1,7 @@
 """Regenerate ``docs/_snippets/conformance-matrix.md``, the conformance matrix of the docs.
 
     python docs/_tools/gen_conformance.py            # every installed backend
+    python docs/_tools/gen_conformance.py -j 2       # worker processes (pytest-xdist)
     python docs/_tools/gen_conformance.py -- -n 4    # extra arguments go to pytest
 
 Uses ``unijax check --report FILE.md`` when the ``check`` subcommand is installed.
@@ -66,14 +67,16 @@ def _cell(c: Counter[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=OUT)
+    parser.add_argument("-j", "--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
     stamp = datetime.date.today().isoformat()
     if importlib.util.find_spec("unijax._check") is not None:
         with tempfile.TemporaryDirectory() as tmp:
             report = Path(tmp) / "report.md"
-            done = subprocess.run([sys.executable, "-m", "unijax.cli", "check", "--report",
-                                   str(report)], check=False)
+            done = subprocess.run([sys.executable, "-m", "unijax.cli", "check", "--plain",
+                                   "-j", str(args.jobs), "--report", str(report)],
+                                  check=False)
             if not report.exists():
                 print("unijax check wrote no report", file=sys.stderr)
                 return done.returncode or 1
