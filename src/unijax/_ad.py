@@ -17,7 +17,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from unijax._core import Primitive, Trace, Tracer, bind, is_array
-from unijax._registry import jvp_rules, missing_rule, nondifferentiable, vjp_rules
+from unijax._registry import (
+    jvp_rules,
+    metadata_only,
+    missing_rule,
+    nondifferentiable,
+    vjp_rules,
+)
 from unijax.errors import UnsupportedTransformError, message
 
 __all__ = ["JVPTrace", "JVPTracer", "VJPTrace", "VJPTracer", "jvp_flat", "vjp_flat"]
@@ -144,6 +150,26 @@ class Node:
         self.multiple = multiple
 
 
+class ShapeDtype:
+    """What the tape keeps of an array whose VJP rule needs only its shape and dtype."""
+
+    __slots__ = ("dtype", "shape")
+
+    def __init__(self, shape: tuple[int, ...], dtype: Any) -> None:
+        self.shape = shape
+        self.dtype = dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @staticmethod
+    def of(x: Any) -> Any:
+        """``x``'s metadata; Python scalars (no shape) are kept as they are."""
+        shape = getattr(x, "shape", None)
+        return x if shape is None else ShapeDtype(tuple(shape), x.dtype)
+
+
 class VJPTracer(Tracer):
     """A value recorded on a reverse-mode tape (``node is None``: a constant)."""
 
@@ -215,7 +241,15 @@ class VJPTrace(Trace):
         rule = vjp_rules.get(prim)
         if rule is None:
             raise missing_rule(prim, "vjp")
-        return self._record(rule, params, primals, out, parents, prim.multiple_results)
+        discard = metadata_only.get(prim)
+        if discard is None:
+            return self._record(rule, params, primals, out, parents, prim.multiple_results)
+        kept_primals = [ShapeDtype.of(p) for p in primals] if "primals" in discard else primals
+        node = Node(rule, params, tuple(kept_primals),
+                    ShapeDtype.of(out) if "out" in discard else out, tuple(parents),
+                    len(self.tape), False)
+        self.tape.append(node)
+        return VJPTracer(self, out, node)
 
     def process_custom_vjp(self, call: Any, args: tuple[Any, ...]) -> Any:
         primals, parents, recorded = self._split(args)

@@ -38,7 +38,9 @@ __all__ = [
     "def_jvp",
     "def_nondifferentiable",
     "def_vjp",
+    "def_vjp_metadata",
     "jvp_rules",
+    "metadata_only",
     "missing_rule",
     "nondifferentiable",
     "vjp_rules",
@@ -50,6 +52,9 @@ jvp_rules: dict[Primitive, Callable[..., Any]] = {}
 vjp_rules: dict[Primitive, Callable[..., Any]] = {}
 batch_rules: dict[Primitive, Callable[..., Any]] = {}
 nondifferentiable: set[Primitive] = set()
+#: Per primitive, what its VJP rule reads only for shape and dtype: ``"primals"``, ``"out"``.
+#: The reverse-mode tape keeps just that metadata for them (see :func:`def_vjp_metadata`).
+metadata_only: dict[Primitive, frozenset[str]] = {}
 
 #: Traced-namespace functions by qualified name (``"sin"``, ``"linalg.solve"``).
 API_FUNCTIONS: dict[str, Callable[..., Any]] = {}
@@ -94,6 +99,22 @@ def _decorator(table: dict[Primitive, Any], kind: str) -> Callable[..., Any]:
 def_jvp = _decorator(jvp_rules, "jvp")
 def_vjp = _decorator(vjp_rules, "vjp")
 def_batch = _decorator(batch_rules, "batch")
+
+
+def def_vjp_metadata(prim: Primitive, *what: str) -> None:
+    """Declare that ``prim``'s VJP rule uses ``what`` (``"primals"``, ``"out"``) only for
+    their ``shape`` and ``dtype``.
+
+    The reverse-mode tape then keeps that metadata instead of the arrays, so a large
+    intermediate (the product in ``x @ w + b``) is freed as soon as the forward pass no
+    longer needs it, as it would be without differentiation.
+    """
+    unknown = set(what) - {"primals", "out"}
+    if unknown or not what:
+        raise ValueError(f"def_vjp_metadata takes 'primals' and/or 'out', got {what!r}")
+    if prim.multiple_results:
+        raise ValueError(f"def_vjp_metadata: {prim.qualname!r} has several outputs")
+    metadata_only[prim] = frozenset(what)
 
 
 def def_nondifferentiable(*prims: Primitive) -> None:

@@ -26,6 +26,7 @@ from unijax._registry import (
     def_jvp,
     def_nondifferentiable,
     def_vjp,
+    def_vjp_metadata,
 )
 
 __all__ = [
@@ -198,6 +199,7 @@ def binary(name: str, dx: Deriv | None, dy: Deriv | None, *, namespace: str = ""
 
         def_jvp(prim, lin_jvp)
         def_vjp(prim, lin_vjp)
+        def_vjp_metadata(prim, "primals", "out")  # unbroadcast reads shapes and dtypes
         return prim
 
     def jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:

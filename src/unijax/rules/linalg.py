@@ -13,7 +13,7 @@ from typing import Any
 
 from unijax._batching import bdim_to_front
 from unijax._core import Primitive
-from unijax._registry import def_api, def_batch, def_jvp, def_vjp
+from unijax._registry import def_api, def_batch, def_jvp, def_vjp, def_vjp_metadata
 from unijax.rules._helpers import ndim_of, ops, shape_of, unbroadcast
 from unijax.rules._linalg_helpers import add as _add
 from unijax.rules._linalg_helpers import conj as _conj
@@ -61,6 +61,9 @@ def _matmul_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
     out = matmul_p.bind(x, y)
     t = None if x_dot is None else matmul_p.bind(x_dot, y)
     return out, _add(t, None if y_dot is None else matmul_p.bind(x, y_dot))
+
+
+def_vjp_metadata(matmul_p, "out")  # the product itself is not needed backwards
 
 
 @def_vjp(matmul_p)
