@@ -25,7 +25,7 @@ from typing import Any
 #: on every backend, and shrinks failures.
 PROFILES: dict[str, dict[str, Any]] = {
     "ci": {"max_examples": 2, "second_order_share": 0.1, "fd_modes": ("rev",),
-           "native_share": 0.2, "seeded": True, "shrink": False},
+           "native_share": 0.15, "seeded": True, "shrink": False},
     "thorough": {"max_examples": 40, "second_order_share": 1.0, "fd_modes": ("fwd", "rev"),
                  "native_share": 1.0, "seeded": False, "shrink": True},
 }
