@@ -3,7 +3,9 @@
 * ``<!-- unijax:config-options -->`` becomes the table of ``unijax.config.options()``;
 * ``<!-- unijax:error-tree -->`` becomes the class hierarchy of ``unijax.errors``;
 * ``<!-- unijax:bench-summary -->`` becomes the targets table of the checked-in benchmark
-  report ``docs/assets/benchmarks.json`` (written by ``unijax bench --json``).
+  report ``docs/assets/benchmarks.json`` (written by ``unijax bench --json``);
+* ``<!-- unijax:expected-failures -->`` becomes the built-in backends' expected-failure
+  lists (``unijax_conformance/xfail/*.toml``), one table per backend with each reason.
 
 The navigation lists pages other teams own (``backend-authors.md``, ``examples/*.md``):
 ``on_config`` adds every ``docs/examples/*.md`` under "Backend authors", and ``on_files``
@@ -154,12 +156,34 @@ def bench_summary(docs: Path) -> str:
     return head + "\n\n" + "\n".join(rows) + extra
 
 
+def expected_failures() -> str:
+    """The suite's expected failures per built-in backend, as Markdown tables."""
+    import tomllib
+
+    from unijax_conformance._xfail import XFAIL_DIR
+
+    sections = []
+    for path in sorted(XFAIL_DIR.glob("*.toml")):
+        entries = tomllib.loads(path.read_text(encoding="utf-8"))
+        title = f"### {path.stem}\n\n"
+        if not entries:
+            sections.append(title + "No expected failures.")
+            continue
+        rows = ["| test id pattern | reason |", "| --- | --- |"]
+        for pattern, reason in entries.items():
+            cell = str(reason).replace("|", "\\|")  # a pipe would end the table cell
+            rows.append(f"| `{pattern}` | {cell} |")
+        sections.append(title + "\n".join(rows))
+    return "\n\n".join(sections)
+
+
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     docs = Path(config["docs_dir"])
     replacements = {
         "<!-- unijax:config-options -->": config_table,
         "<!-- unijax:error-tree -->": error_tree,
         "<!-- unijax:bench-summary -->": lambda: bench_summary(docs),
+        "<!-- unijax:expected-failures -->": expected_failures,
     }
     for marker, make in replacements.items():
         if marker in markdown:
