@@ -220,5 +220,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        dropped = set(map(id, dropped))
-        items[:] = [item for item in items if id(item) not in dropped]
+        dropped_ids = set(map(id, dropped))
+        items[:] = [item for item in items if id(item) not in dropped_ids]

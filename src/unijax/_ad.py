@@ -241,15 +241,15 @@ class VJPTrace(Trace):
         rule = vjp_rules.get(prim)
         if rule is None:
             raise missing_rule(prim, "vjp")
+        tracer = self._record(rule, params, primals, out, parents, prim.multiple_results)
         discard = metadata_only.get(prim)
-        if discard is None:
-            return self._record(rule, params, primals, out, parents, prim.multiple_results)
-        kept_primals = [ShapeDtype.of(p) for p in primals] if "primals" in discard else primals
-        node = Node(rule, params, tuple(kept_primals),
-                    ShapeDtype.of(out) if "out" in discard else out, tuple(parents),
-                    len(self.tape), False)
-        self.tape.append(node)
-        return VJPTracer(self, out, node)
+        if discard is not None:  # single-output primitives only (def_vjp_metadata checks)
+            node = tracer.node
+            if "primals" in discard:
+                node.primals = tuple(ShapeDtype.of(p) for p in primals)
+            if "out" in discard:
+                node.out = ShapeDtype.of(out)
+        return tracer
 
     def process_custom_vjp(self, call: Any, args: tuple[Any, ...]) -> Any:
         primals, parents, recorded = self._split(args)

@@ -416,8 +416,8 @@ class _Vmap(_Transformed):
                 try:
                     return native(*args, **kwargs)
                 except Exception as err:
-                    if isinstance(err, ValueError) and "out_axes" in str(err) and "None" in str(
-                            err):
+                    text = str(err)
+                    if isinstance(err, ValueError) and "out_axes" in text and "None" in text:
                         raise BatchingError(
                             message(f"{self.api}: out_axes=None for an output that varies "
                                     "across the batch", fix="Map that output (out_axes=0), "

@@ -224,14 +224,6 @@ def _ns() -> Any:
     return array_functions
 
 
-def _ns_names() -> frozenset[str]:
-    from unijax._namespace import _ensure_rules
-    from unijax._registry import API_FUNCTIONS, CREATION_FUNCTIONS
-
-    _ensure_rules()
-    return frozenset((*API_FUNCTIONS, *CREATION_FUNCTIONS))
-
-
 class Tracer:
     """A value seen by a transform; implements the Array API array object.
 
@@ -299,7 +291,8 @@ class Tracer:
         if name.startswith("_"):  # probes of private and special names stay cheap
             raise AttributeError(name)
         hint = (f"call xp.{name}(x, ...) with xp = array_namespace(x)"
-                if name in _ns_names() else "write it with the namespace's functions")
+                if hasattr(self.__array_namespace__(), name)
+                else "write it with the namespace's functions")
         from unijax.errors import NonStandardAttributeError
 
         raise NonStandardAttributeError(

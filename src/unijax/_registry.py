@@ -108,6 +108,12 @@ def def_vjp_metadata(prim: Primitive, *what: str) -> None:
     The reverse-mode tape then keeps that metadata instead of the arrays, so a large
     intermediate (the product in ``x @ w + b``) is freed as soon as the forward pass no
     longer needs it, as it would be without differentiation.
+
+    Example:
+        >>> double_p = Primitive("docs_double", impl=lambda xp, x: 2 * x)
+        >>> def_vjp_metadata(double_p, "primals", "out")
+        >>> sorted(metadata_only[double_p])
+        ['out', 'primals']
     """
     unknown = set(what) - {"primals", "out"}
     if unknown or not what:
