@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Any
 
-from unijax.extend import Backend, Capabilities, hookimpl
+from unijax.extend import Backend, BufferSupport, Capabilities, OutForm, compile_python, hookimpl
 
 
 def _load_namespace() -> Any:
@@ -18,10 +18,39 @@ def _load_namespace() -> Any:
     return array_api_compat.numpy
 
 
-def _compile(program: Any, xp: Any) -> Any:
-    from unijax._lower import compile_python
+#: Functions whose NumPy implementation always returns a new array (never a view).
+_RETURNS_NEW = frozenset({
+    "all", "any", "argmax", "argmin", "concat", "count_nonzero", "cumulative_prod",
+    "cumulative_sum", "max", "mean", "min", "prod", "stack", "std", "sum", "tensordot",
+    "var", "vecdot", "where",
+})
 
-    return compile_python(program, xp)
+
+def out_form(primitive: Any) -> Any:
+    """NumPy's functions that write into ``out=``: the elementwise ufuncs and ``matmul``."""
+    import numpy as np
+
+    if primitive.namespace:
+        return None
+    if primitive.name == "matmul":  # array_api_compat's matmul is np.matmul
+        return OutForm(np.matmul, elementwise=False)
+    function = getattr(_load_namespace(), primitive.name, None)
+    if isinstance(function, np.ufunc) and function.signature is None and function.nout == 1:
+        return OutForm(function, elementwise=True)
+    return None
+
+
+def returns_new(primitive: Any) -> bool:
+    """Whether NumPy's implementation of ``primitive`` always returns a new array."""
+    return not primitive.namespace and primitive.name in _RETURNS_NEW
+
+
+#: How generated code writes into NumPy arrays (see ``unijax._buffers``).
+BUFFERS = BufferSupport(out_form, returns_new)
+
+
+def _compile(program: Any, xp: Any) -> Any:
+    return compile_python(program, xp, buffers=BUFFERS)
 
 
 @hookimpl

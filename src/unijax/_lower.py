@@ -24,6 +24,7 @@ import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from unijax._buffers import BufferPlan, BufferSupport, OutForm, OutKind, plan_buffers
 from unijax._core import Primitive, bind
 from unijax._ir import Atom, Equation, Literal, Program, Var, var_names, weak_value
 
@@ -219,17 +220,42 @@ def _function_text(eqn: Equation, xp: Any, glob: _Globals) -> str:
     return glob.bind(impl, "impl_" + prim.qualname.replace(".", "_") + "_")
 
 
-def compile_python(program: Program, xp: Any, *, name: str = "compiled") -> Any:
+def _out_forms(program: Program, buffers: BufferSupport | None) -> dict[Equation, OutForm]:
+    """The equations that can write into an existing array, with the function to call."""
+    if buffers is None:
+        return {}
+    forms = {}
+    for eqn in program.equations:
+        prim = eqn.primitive
+        # Params would be keyword arguments the ``out=`` function may not take alike.
+        if prim.multiple_results or eqn.params or prim.custom_impl is not None or \
+                _is_weak(eqn):
+            continue
+        form = buffers.out_form(prim)
+        if form is not None:
+            forms[eqn] = form
+    return forms
+
+
+def compile_python(program: Program, xp: Any, *, name: str = "compiled",
+                   buffers: BufferSupport | None = None) -> Any:
     """Generate and ``exec`` straight-line Python source that runs ``program`` with ``xp``.
 
     Each equation becomes one line calling the namespace function directly
     (``c = xp.sin(a)``). Params are written as literals where ``repr`` round-trips and
     bound as globals otherwise; constants are globals ``c0, c1, ...``.
 
+    With ``buffers`` (a backend with mutable arrays), large results are written into the
+    buffers of values that are dead by then or into arrays kept between calls, and large
+    values are released after their last use (see :mod:`unijax._buffers`):
+    ``d = _out_add_0(c, b, out=c)``, ``del c``.
+
     Args:
         program: The program.
         xp: The concrete Array-API namespace the code calls.
         name: The generated function's name (shown in tracebacks).
+        buffers: How the backend's functions write into existing arrays, or ``None``
+            for a backend whose arrays are immutable.
 
     Returns:
         The generated function ``f(*flat_inputs) -> list of outputs``, with the source
@@ -261,16 +287,47 @@ def compile_python(program: Program, xp: Any, *, name: str = "compiled") -> Any:
     def atom(a: Atom) -> str:
         return names[a] if isinstance(a, Var) else glob.value(a.value)
 
+    forms = _out_forms(program, buffers)
+
+    def kind(eqn: Equation) -> OutKind:
+        form = forms.get(eqn)
+        if form is not None:
+            return "elementwise" if form.elementwise else "general"
+        fresh = buffers is not None and eqn.primitive.custom_impl is None and \
+            buffers.returns_new(eqn.primitive)
+        return "new" if fresh else None
+
+    plan = BufferPlan() if buffers is None else \
+        plan_buffers(program, kind, min_bytes=buffers.min_bytes)
     args = ", ".join(names[v] for v in program.inputs)
     lines = [f"def {fn_name}({args}):"]
-    for eqn in program.equations:
+    slots = [f"_s{k}" for k in range(len(plan.slots))]
+    if slots:
+        # The slots' arrays outlive the call; each concurrent call takes its own set.
+        glob.namespace["_free_slots"] = []
+        glob.namespace["_new_slots"] = _slot_allocator(plan.slots, xp)
+        taken = ", ".join(slots) + ","
+        lines += ["    try:", f"        {taken} = _free_slots.pop()",
+                  "    except IndexError:", f"        {taken} = _new_slots()"]
+    for i, eqn in enumerate(program.equations):
         operands = [atom(a) for a in eqn.inputs]
         operands += [f"{k}={glob.value(v)}" for k, v in eqn.params.items()]
-        call = f"{_function_text(eqn, xp, glob)}({', '.join(operands)})"
+        target = names[plan.out[i]] if i in plan.out else \
+            slots[plan.slot[i]] if i in plan.slot else None
+        if target is None:
+            function = _function_text(eqn, xp, glob)
+        else:
+            eqn.primitive.impl_for(xp)  # validates the primitive as the plain path does
+            function = glob.bind(forms[eqn].function, "out_" + eqn.primitive.name + "_")
+            operands.append(f"out={target}")
         targets = ", ".join(names[v] for v in eqn.outputs)
         if eqn.primitive.multiple_results and len(eqn.outputs) == 1:
             targets += ","
-        lines.append(f"    {targets} = {call}")
+        lines.append(f"    {targets} = {function}({', '.join(operands)})")
+        if i in plan.release:
+            lines.append(f"    del {', '.join(names[v] for v in plan.release[i])}")
+    if slots:
+        lines.append(f"    _free_slots.append(({', '.join(slots)},))")
     results = [f"xp.asarray({atom(a)}, copy=True)" if _is_array_constant(program, a)
                else atom(a) for a in program.outputs]
     lines.append(f"    return [{', '.join(results)}]")
@@ -280,4 +337,13 @@ def compile_python(program: Program, xp: Any, *, name: str = "compiled") -> Any:
     fn = glob.namespace[fn_name]
     fn.source = source
     fn.program = program
+    fn.buffer_plan = plan
     return fn
+
+
+def _slot_allocator(slots: list[tuple[tuple[int, ...], Any]], xp: Any
+                    ) -> Callable[[], tuple[Any, ...]]:
+    def new_slots() -> tuple[Any, ...]:
+        return tuple(xp.empty(shape, dtype=dtype) for shape, dtype in slots)
+
+    return new_slots

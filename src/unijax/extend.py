@@ -2,7 +2,11 @@
 
 A backend plugin needs only :data:`hookimpl`, :class:`Backend` and, optionally,
 :class:`Capabilities` and :class:`NativeTransforms`; see :mod:`unijax._hookspecs` for the
-hook contract. :func:`register_plugin` registers a plugin object without packaging.
+hook contract. :func:`register_plugin` registers a plugin object without packaging. A
+backend's ``compiler`` may reuse :func:`compile_python`, the generator of straight-line
+Python that NumPy's plugin uses; a backend with mutable arrays passes it a
+:class:`BufferSupport` (its functions that write into ``out=``, as :class:`OutForm`) so
+that large intermediates reuse memory.
 
 A rule author adds an operation to the engine as a :class:`Primitive` with rules for the
 transforms: :func:`def_jvp`, :func:`def_vjp` (with :func:`def_vjp_metadata` when the VJP
@@ -36,8 +40,10 @@ Examples:
 from __future__ import annotations
 
 from unijax._backend import Backend, Capabilities, NativeTransforms
+from unijax._buffers import BufferSupport, OutForm
 from unijax._core import Primitive
 from unijax._hookspecs import hookimpl
+from unijax._lower import compile_python
 from unijax._plugins import register_plugin
 from unijax._registry import (
     def_batch,
@@ -49,9 +55,12 @@ from unijax._registry import (
 
 __all__ = [
     "Backend",
+    "BufferSupport",
     "Capabilities",
     "NativeTransforms",
+    "OutForm",
     "Primitive",
+    "compile_python",
     "def_batch",
     "def_jvp",
     "def_nondifferentiable",

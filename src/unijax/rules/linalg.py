@@ -66,6 +66,18 @@ def _matmul_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
 def_vjp_metadata(matmul_p, "out")  # the product itself is not needed backwards
 
 
+def _product(a: Any, b: Any) -> Any:
+    """``a @ b`` for operands of rank >= 2, as a broadcast multiply when it is an outer product.
+
+    A contracted axis of length 1 (a VJP with a 1-D operand) sums nothing: a broadcast
+    ``multiply`` gives the same values without a matrix-product kernel, and NumPy's
+    batched ``matmul`` with an inner length of 1 is markedly slower than the multiply.
+    """
+    if shape_of(a)[-1] == 1:
+        return ops.multiply(a, b)
+    return matmul_p.bind(a, b)
+
+
 @def_vjp(matmul_p)
 def _matmul_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: tuple[bool, ...]) -> Any:
     x, y = primals
@@ -86,7 +98,7 @@ def _matmul_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: tuple[bool, 
             lead = tuple(range(ndim_of(ct) - 2))
             ct_x = tensordot(ct, y2, axes=((*lead, ndim_of(ct) - 1), (*lead, ndim_of(y2) - 1)))
         else:
-            ct_x = unbroadcast(matmul_p.bind(ct, matrix_transpose(y2)), x2)
+            ct_x = unbroadcast(_product(ct, matrix_transpose(y2)), x2)
         ct_x = unbroadcast(ops.reshape(ct_x, xs) if len(xs) == 1 else ct_x, x)
     if needs[1]:
         if len(shape_of(x2)) > 2 and len(shape_of(y2)) == 2:
@@ -96,7 +108,7 @@ def _matmul_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: tuple[bool, 
             ct_y = matmul_p.bind(matrix_transpose(ops.reshape(x2, (rows, k))),
                                  ops.reshape(ct, (rows, m)))
         else:
-            ct_y = unbroadcast(matmul_p.bind(matrix_transpose(x2), ct), y2)
+            ct_y = unbroadcast(_product(matrix_transpose(x2), ct), y2)
         ct_y = unbroadcast(ops.reshape(ct_y, ys) if len(ys) == 1 else ct_y, y)
     return ct_x, ct_y
 
