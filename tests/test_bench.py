@@ -18,7 +18,7 @@ import pytest
 
 from unijax._bench import main
 from unijax._benchmarks import harness, report, workloads
-from unijax._benchmarks.harness import PRESETS, VariantResult, WorkloadResult
+from unijax._benchmarks.harness import PRESETS, VariantResult, WorkloadResult, workload_rounds
 from unijax._benchmarks.suite import SECTIONS
 from unijax._benchmarks.workloads import TARGETS, WORKLOADS, Variant, Workload
 
@@ -73,7 +73,7 @@ def test_smoke_report_has_every_variant_measured_and_consistent(smoke) -> None:
         assert {v["key"] for v in w["variants"]} == expected
         for v in w["variants"]:
             assert v["error"] is None and v["mismatch"] is None, (w["name"], v)
-            assert v["rounds"] == PRESETS["smoke"].rounds and v["median_s"] > 0
+            assert v["rounds"] == workload_rounds(spec, PRESETS["smoke"]) and v["median_s"] > 0
             if v["baseline"] in expected:
                 assert v["ratio"] is not None and v["ratio_q1"] <= v["ratio_q3"]
 

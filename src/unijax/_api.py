@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from unijax import _engine
-from unijax._select import prepare_call
+from unijax._config import _backend_ctx, _resolved
+from unijax._select import _by_name, prepare_call
 from unijax._validate import (
     check_argnums_in_range,
     check_differentiable_leaves,
@@ -471,13 +472,39 @@ class _Jit(_Transformed):
         self.static_argnames = normalize_static_argnames(
             static_argnames, self.api) if static_argnames else ()
         self._engine_jits: dict[str, Any] = {}
+        # backend name -> (native jit, the selection cache entry it was made under)
+        self._fast: dict[str, tuple[Any, Any]] = {}
 
     def _build(self, factory: Callable[..., Any]) -> Any:
         return factory(self.fun, static_argnums=self.static_argnums or None,
                        static_argnames=self.static_argnames or None)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        # The per-call cost of a cache hit on JAX is this method: keep it flat.
+        # The per-call cost on JAX is this method: a backend named by configuration whose
+        # native jit was used before, called with arrays it takes as they are, goes
+        # straight to the native function. Everything else takes ``_call``.
+        name = self.explicit
+        if name is None:
+            name = _backend_ctx.get()
+            if name is None:
+                resolved = _resolved.get("backend")
+                name = None if resolved is None else resolved[0]
+        if name is not None:
+            fast = self._fast.get(name)
+            if fast is not None and _by_name.get(name) is fast[1]:  # plugins unchanged
+                native, (backend, same) = fast
+                for a in args:
+                    if type(a) not in same:
+                        break
+                else:
+                    try:
+                        return native(*args, **kwargs)
+                    except Exception as err:
+                        _raise_translated(backend, err)
+                        raise
+        return self._call(name, args, kwargs)
+
+    def _call(self, name: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self.static_argnums or self.static_argnames:
             check_hashable_statics(args, kwargs, self.static_argnums, self.static_argnames,
                                    self.api)
@@ -491,6 +518,10 @@ class _Jit(_Transformed):
         if not use_engine:
             native = self._native.get(backend.name) or self._native_for(backend)
             if native is not _ENGINE:
+                if name is not None and not (self.static_argnums or self.static_argnames):
+                    entry = _by_name.get(name)
+                    if entry is not None and entry[0] is backend:
+                        self._fast[name] = (native, entry)
                 try:
                     return native(*args, **kwargs)
                 except Exception as err:

@@ -269,8 +269,9 @@ def run_workload(workload: Workload, settings: Settings, libraries: dict[str, st
             thunks[v.key] = thunk
     keys = list(thunks)
     order = random.Random(0)  # seeded: a rerun visits the variants in the same orders
-    for r in range(settings.rounds):
-        note(f"{workload.name}: round {r + 1}/{settings.rounds}")
+    rounds = workload_rounds(workload, settings)
+    for r in range(rounds):
+        note(f"{workload.name}: round {r + 1}/{rounds}")
         gc.collect()
         for key in order.sample(keys, len(keys)):
             res = result.variants[key]
@@ -291,11 +292,16 @@ def workload_size(workload: Workload, settings: Settings) -> dict[str, int]:
     return dict(workload.sizes.get(settings.size) or workload.sizes["full"])
 
 
+def workload_rounds(workload: Workload, settings: Settings) -> int:
+    """How many timed rounds ``workload`` runs under ``settings``."""
+    return settings.rounds * workload.rounds_factor
+
+
 def rounds_per_workload(workload: Workload, settings: Settings,
                         libraries: dict[str, str | None]) -> int:
     """How many progress notes :func:`run_workload` will make (for a progress bar)."""
     builds = sum(1 for v in workload.variants if libraries.get(v.library, "") is None)
-    return builds + settings.rounds
+    return builds + workload_rounds(workload, settings)
 
 
 # --- targets ---------------------------------------------------------------------------------

@@ -82,6 +82,9 @@ class Workload:
             optionally ``"quick"`` (default: the full size).
         make_data: Builds the NumPy data from a size mapping (deterministic).
         variants: Every variant; those whose library is missing are skipped.
+        rounds_factor: Runs this many times the preset's rounds. A per-call overhead of a
+            microsecond on a call of tens of microseconds needs many paired rounds
+            before the median difference settles.
     """
 
     name: str
@@ -89,6 +92,7 @@ class Workload:
     sizes: Mapping[str, Mapping[str, int]]
     make_data: Callable[[Mapping[str, int]], Data]
     variants: tuple[Variant, ...] = field(default=())
+    rounds_factor: int = 1
 
 
 @dataclass(frozen=True)
@@ -357,6 +361,7 @@ WORKLOADS: tuple[Workload, ...] = (
          *(unijax_variant(P.tiny, b, t, baseline=_baseline(
              b, t, "native/numpy/forward" if t == "jit" else "native/autograd/grad"))
            for b in BACKENDS for t in ("jit", "grad"))),
+        rounds_factor=6,
     ),
 )
 
