@@ -485,7 +485,7 @@ def test_gpu_kernels_are_cupy_kernels_and_sources_are_inspectable(cp):
     jitted = unijax.jit(unijax.grad(workload))
     jitted(x)
     jitted(x)
-    (compiled, _), = jitted._engine_jits["cupy"]._cache.values()
+    (compiled, _), = jitted._jit_state._engine_jits["cupy"]._cache.values()
     kernels = [v for k, v in compiled.__globals__.items() if k.startswith("_k")]
     assert [type(k).__name__ for k in kernels] == ["ElementwiseKernel"]
     assert "cos(v_a)" in compiled.kernels[0][1]
