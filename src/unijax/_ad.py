@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from unijax._core import Primitive, Trace, Tracer, bind, is_array
+from unijax._namespace import array_functions
 from unijax._registry import (
     jvp_rules,
     metadata_only,
@@ -136,7 +137,7 @@ def jvp_flat(fun: Callable[[list[Any]], list[Any]], primals: Sequence[Any],
 class Node:
     """One recorded primitive application (``rule is None``: an input of the trace)."""
 
-    __slots__ = ("multiple", "out", "params", "parents", "position", "primals", "rule")
+    __slots__ = ("multiple", "needs", "out", "params", "parents", "position", "primals", "rule")
 
     def __init__(self, rule: Any, params: dict[str, Any], primals: tuple[Any, ...], out: Any,
                  parents: tuple[tuple[Node, int] | None, ...], position: int,
@@ -148,6 +149,8 @@ class Node:
         self.parents = parents
         self.position = position
         self.multiple = multiple
+        #: Which inputs need a cotangent: the rule's ``needs`` argument.
+        self.needs = tuple([p is not None for p in parents])
 
 
 class ShapeDtype:
@@ -234,22 +237,41 @@ class VJPTrace(Trace):
         return VJPTracer(self, out, node)
 
     def process(self, prim: Primitive, args: tuple[Any, ...], params: dict[str, Any]) -> Any:
-        primals, parents, recorded = self._split(args)
-        out = bind(prim, tuple(primals), params)
+        # The hot path of eager reverse mode: _split and _record written out in place.
+        primals: list[Any] = []
+        parents: list[tuple[Node, int] | None] = []
+        recorded = False
+        for a in args:
+            if type(a) is VJPTracer and a._trace is self:
+                primals.append(a.value)
+                if a.node is None:
+                    parents.append(None)
+                else:
+                    parents.append((a.node, a.index))
+                    recorded = True
+            else:
+                primals.append(a)
+                parents.append(None)
+        args = tuple(primals)
+        out = bind(prim, args, params)
         if not recorded or prim in nondifferentiable:
             return self._constant(out, prim.multiple_results)
         rule = vjp_rules.get(prim)
         if rule is None:
             raise missing_rule(prim, "vjp")
-        tracer = self._record(rule, params, primals, out, parents, prim.multiple_results)
+        multiple = prim.multiple_results
+        tape = self.tape
+        node = Node(rule, params, args, out, tuple(parents), len(tape), multiple)
+        tape.append(node)
         discard = metadata_only.get(prim)
         if discard is not None:  # single-output primitives only (def_vjp_metadata checks)
-            node = tracer.node
             if "primals" in discard:
-                node.primals = tuple(ShapeDtype.of(p) for p in primals)
+                node.primals = tuple([ShapeDtype.of(p) for p in args])
             if "out" in discard:
                 node.out = ShapeDtype.of(out)
-        return tracer
+        if multiple:
+            return tuple([VJPTracer(self, o, node, i) for i, o in enumerate(out)])
+        return VJPTracer(self, out, node)
 
     def process_custom_vjp(self, call: Any, args: tuple[Any, ...]) -> Any:
         primals, parents, recorded = self._split(args)
@@ -306,9 +328,8 @@ class VJPTrace(Trace):
             if node.rule is None:
                 continue  # an input: its cotangent stays in ``pending`` for the caller
             del pending[position]
-            needs = tuple(p is not None for p in node.parents)
             ct = tuple(node_cts) if node.multiple else node_cts[0]
-            in_cts = node.rule(ct, node.primals, node.out, needs, **node.params)
+            in_cts = node.rule(ct, node.primals, node.out, node.needs, **node.params)
             for parent, in_ct in zip(node.parents, in_cts, strict=True):
                 if parent is not None and in_ct is not None:
                     _accumulate(pending, parent[0], parent[1], in_ct)
@@ -352,12 +373,8 @@ def vjp_flat(fun: Callable[[list[Any]], list[Any]], primals: Sequence[Any],
 
 
 def _add(x: Any, y: Any) -> Any:
-    from unijax._namespace import array_functions
-
     return array_functions.add(x, y)
 
 
 def _zeros_like(x: Any) -> Any:
-    from unijax._namespace import array_functions
-
     return array_functions.zeros_like(x)

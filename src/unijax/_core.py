@@ -56,7 +56,8 @@ class Primitive:
         Primitive('my_doc_example_op')
     """
 
-    __slots__ = ("_impls", "custom_impl", "multiple_results", "name", "namespace", "qualname")
+    __slots__ = ("_impl_by_type", "_impls", "custom_impl", "multiple_results", "name", "namespace",
+                 "qualname")
 
     def __init__(
         self,
@@ -72,6 +73,9 @@ class Primitive:
         self.multiple_results = multiple_results
         self.custom_impl = impl
         self._impls: dict[int, Callable[..., Any]] = {}
+        # type of the first operand -> implementation, for operands whose first one is an
+        # array (its type alone decides the namespace): one lookup on the eager path.
+        self._impl_by_type: dict[type, Callable[..., Any]] = {}
         PRIMITIVES[self.qualname] = self
 
     def bind(self, *args: Any, **params: Any) -> Any:
@@ -82,6 +86,7 @@ class Primitive:
         """Set ``impl(xp, *args, **params)``, the evaluation on concrete arrays."""
         self.custom_impl = impl
         self._impls.clear()
+        self._impl_by_type.clear()
         return impl
 
     def impl_for(self, xp: Any) -> Callable[..., Any]:
@@ -154,8 +159,18 @@ def bind(prim: Primitive, args: tuple[Any, ...], params: dict[str, Any]) -> Any:
             if top is None or t.level > top.level:
                 top = t
     if top is None:
-        return prim.impl_for(namespace_for_args(args))(*args, **params)
+        fn = prim._impl_by_type.get(type(args[0])) if args else None
+        if fn is None:
+            fn = _impl_for_args(prim, args)
+        return fn(*args, **params)
     return top.process(prim, args, params)
+
+
+def _impl_for_args(prim: Primitive, args: tuple[Any, ...]) -> Callable[..., Any]:
+    fn = prim.impl_for(namespace_for_args(args))
+    if args and type(args[0]) in _NAMESPACE_BY_TYPE:  # an array: remember by its type
+        prim._impl_by_type[type(args[0])] = fn
+    return fn
 
 
 # --- namespaces of concrete values --------------------------------------------------------
@@ -402,31 +417,37 @@ def _concrete_of(value: Any, what: str) -> Any:
     return value
 
 
+#: Traced array functions by name, filled on first use (the rules load lazily).
+_FUNCTIONS: dict[str, Callable[..., Any]] = {}
+
+
+def _function(name: str) -> Callable[..., Any]:
+    fn = _FUNCTIONS[name] = getattr(_ns(), name)
+    return fn
+
+
+# Operators are the hot path of eager differentiation: each is one frame plus the call.
 def _binary(name: str, reflected: bool) -> Callable[[Any, Any], Any]:
     if reflected:
 
         def method(self: Any, other: Any) -> Any:
-            if not _is_operand(other):
+            if type(other) not in SCALAR_TYPES and not hasattr(other, "shape"):
                 return NotImplemented
-            return getattr(_ns(), name)(other, self)
+            return (_FUNCTIONS.get(name) or _function(name))(other, self)
 
     else:
 
         def method(self: Any, other: Any) -> Any:
-            if not _is_operand(other):
+            if type(other) not in SCALAR_TYPES and not hasattr(other, "shape"):
                 return NotImplemented
-            return getattr(_ns(), name)(self, other)
+            return (_FUNCTIONS.get(name) or _function(name))(self, other)
 
     return method
 
 
-def _is_operand(x: Any) -> bool:
-    return type(x) in SCALAR_TYPES or hasattr(x, "shape")
-
-
 def _unary(name: str) -> Callable[[Any], Any]:
     def method(self: Any) -> Any:
-        return getattr(_ns(), name)(self)
+        return (_FUNCTIONS.get(name) or _function(name))(self)
 
     return method
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from unijax._batching import bdim_to_front
-from unijax._core import Primitive, Tracer
+from unijax._core import Primitive, Tracer, bind
 from unijax._dtypes import is_complex
 from unijax._namespace import array_functions as ops
 from unijax._registry import (
@@ -118,7 +118,7 @@ def unary(name: str, deriv: Deriv | None, *, namespace: str = "") -> Primitive:
 
     @def_api(name, namespace)
     def api(x: Any, /) -> Any:
-        return prim.bind(x)
+        return bind(prim, (x,), {})  # not prim.bind(x): one frame less per eager op
 
     api.__name__ = api.__qualname__ = name
     def_batch(prim, lambda args, bdims: (prim.bind(args[0]), bdims[0]))
@@ -166,7 +166,7 @@ def binary(name: str, dx: Deriv | None, dy: Deriv | None, *, namespace: str = ""
 
     @def_api(name, namespace)
     def api(x1: Any, x2: Any, /) -> Any:
-        return prim.bind(x1, x2)
+        return bind(prim, (x1, x2), {})
 
     api.__name__ = api.__qualname__ = name
     def_batch(prim, elementwise_batch(prim))
@@ -233,13 +233,13 @@ def nondiff(name: str, *, namespace: str = "", batch: Callable[..., Any] | None 
 
         @def_api(name, namespace)
         def api(x: Any, /) -> Any:
-            return prim.bind(x)
+            return bind(prim, (x,), {})
 
     else:
 
         @def_api(name, namespace)
         def api(x1: Any, x2: Any, /) -> Any:  # type: ignore[misc]
-            return prim.bind(x1, x2)
+            return bind(prim, (x1, x2), {})
 
     api.__name__ = api.__qualname__ = name
     def_nondifferentiable(prim)

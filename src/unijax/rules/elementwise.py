@@ -33,7 +33,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from unijax._core import Primitive
+from unijax._core import Primitive, bind
 from unijax._dtypes import is_complex, is_inexact
 from unijax._registry import def_api, def_batch, def_jvp, def_vjp
 from unijax.rules._helpers import (
@@ -67,7 +67,7 @@ def _unary_primitive(name: str) -> Primitive:
 
     @def_api(name)
     def api(x: Any, /) -> Any:
-        return prim.bind(x)
+        return bind(prim, (x,), {})
 
     api.__name__ = api.__qualname__ = name
     def_batch(prim, lambda args, bdims: (prim.bind(args[0]), bdims[0]))
@@ -80,7 +80,7 @@ def _binary_primitive(name: str) -> Primitive:
 
     @def_api(name)
     def api(x1: Any, x2: Any, /) -> Any:
-        return prim.bind(x1, x2)
+        return bind(prim, (x1, x2), {})
 
     api.__name__ = api.__qualname__ = name
     def_batch(prim, elementwise_batch(prim))
