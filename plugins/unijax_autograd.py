@@ -13,6 +13,7 @@ namespace (``unijax_autograd_xp``) routes the Array API through ``autograd.numpy
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from importlib import metadata
 from typing import Any
@@ -79,13 +80,49 @@ def _replace(args: tuple[Any, ...], argnums: tuple[int, ...], values: Any) -> li
     return new
 
 
+@functools.cache
+def _node_type() -> Any:
+    """autograd's ``VJPNode``, recording no edge towards values computed from constants.
+
+    Boxing constants (see :func:`_call_with_constants`) would otherwise make every VJP rule
+    compute their cotangents too, to be discarded: in ``x @ w`` with constant data ``x``,
+    a second matrix product per step.
+    """
+    from autograd.core import VJPNode
+    from autograd.tracer import notrace_primitives
+
+    class ConstantAwareVJPNode(VJPNode):
+        __slots__ = ("constant",)
+
+        def __init__(self, value: Any, fun: Any, args: Any, kwargs: Any,
+                     parent_argnums: tuple[int, ...], parents: tuple[Any, ...]) -> None:
+            keep = [i for i, p in enumerate(parents) if not getattr(p, "constant", False)]
+            if not keep:  # computed from constants only: no cotangent flows through it
+                self.initialize_root(constant=True)
+                return
+            if len(keep) < len(parents):
+                parent_argnums = tuple(parent_argnums[i] for i in keep)
+                parents = tuple(parents[i] for i in keep)
+            self.constant = False
+            super().__init__(value, fun, args, kwargs, parent_argnums, parents)
+
+        def initialize_root(self, constant: bool = False) -> None:
+            super().initialize_root()
+            self.constant = constant
+
+    # Keyed by node type: the primitives autograd never records (shape, comparisons ...).
+    notrace_primitives[ConstantAwareVJPNode] = notrace_primitives[VJPNode]
+    return ConstantAwareVJPNode
+
+
 def _call_with_constants(fun: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                          nums: tuple[int, ...], dyn: tuple[Any, ...]) -> Any:
     """Call ``fun`` with ``dyn`` at ``nums`` and every other NumPy array boxed as a constant.
 
     Library code calls ``array_namespace(x, params)``; a plain ndarray next to autograd's
     boxes would give two namespaces. Boxing the other arrays on the same trace, under
-    root nodes whose gradients are discarded, keeps one namespace and changes no derivative.
+    root nodes marked constant, keeps one namespace and changes no derivative; on a trace
+    started by :func:`_make_vjp` no cotangent is computed towards them.
     """
     import numpy as np
     from autograd.core import VJPNode
@@ -93,11 +130,17 @@ def _call_with_constants(fun: Callable[..., Any], args: tuple[Any, ...], kwargs:
 
     from unijax.tree_util import tree_leaves, tree_map
 
-    trace = next((leaf._trace for leaf in tree_leaves(dyn) if isbox(leaf)), None)
-    if trace is not None:
+    top = next((leaf for leaf in tree_leaves(dyn) if isbox(leaf)), None)
+    if top is not None:
+        trace = top._trace
+        node_type = _node_type()
+        ours = type(top._node) is node_type  # else a trace of autograd's own grad
+
+        def root() -> Any:
+            return node_type.new_root(constant=True) if ours else VJPNode.new_root()
 
         def box(v: Any) -> Any:  # one root per constant: its cotangent has its shape
-            return new_box(v, trace, VJPNode.new_root()) if type(v) is np.ndarray else v
+            return new_box(v, trace, root()) if type(v) is np.ndarray else v
 
         args, kwargs = tree_map(box, (tuple(None if i in nums else a
                                             for i, a in enumerate(args)), kwargs))
@@ -111,10 +154,10 @@ def _make_vjp(fun: Callable[..., Any], x: Any) -> tuple[Callable[[Any], Any], An
     is the start node only when the tape has a single root; constants boxed by
     :func:`_call_with_constants` add roots.
     """
-    from autograd.core import VJPNode, add_outgrads, vspace
+    from autograd.core import add_outgrads, vspace
     from autograd.tracer import toposort, trace
 
-    start = VJPNode.new_root()
+    start = _node_type().new_root()
     end_value, end_node = trace(start, fun, x)
 
     def vjp(g: Any) -> Any:

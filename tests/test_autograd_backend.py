@@ -247,3 +247,57 @@ def test_grad_adapter_overhead_is_within_five_percent_of_autograd(monkeypatch):
     assert adapted(x) is x  # it went through the stand-in
     overhead = _best_seconds(adapted, x, 20000) - _best_seconds(inner, x, 20000)
     assert overhead <= 0.05 * per_call, (overhead, per_call)
+
+
+# --- constants on the tape --------------------------------------------------------------------
+
+_vjp_calls: dict[str, int] = {}
+
+
+@autograd.extend.primitive
+def _scaled(data, weight):
+    return data * weight
+
+
+def _data_vjp(ans, data, weight):
+    _vjp_calls["data"] = _vjp_calls.get("data", 0) + 1
+    return lambda g: g * weight
+
+
+def _weight_vjp(ans, data, weight):
+    _vjp_calls["weight"] = _vjp_calls.get("weight", 0) + 1
+    return lambda g: g * data
+
+
+autograd.extend.defvjp(_scaled, _data_vjp, _weight_vjp)
+
+
+def test_grad_computes_no_cotangent_towards_constant_data():
+    import unijax
+
+    def loss(params, data):
+        # array_namespace sees data too: it is boxed next to params, as a constant
+        ns = array_namespace(params["w"], data)
+        return ns.sum(_scaled(data, params["w"]) ** 2)
+
+    data = np.linspace(0.5, 1.5, 4)
+    params = {"w": np.linspace(-1.0, 1.0, 4)}
+    _vjp_calls.clear()
+    got = unijax.grad(loss, backend="autograd")(params, data)
+    np.testing.assert_allclose(got["w"], 2 * data**2 * params["w"], rtol=1e-14)
+    assert _vjp_calls == {"weight": 1}
+
+
+def test_values_computed_from_constants_only_record_no_vjp():
+    import unijax
+
+    def loss(params, data):
+        ns = array_namespace(params["w"], data)
+        return ns.sum(_scaled(data, data) * params["w"])  # data * data: constants only
+
+    data = np.asarray([3.0, 1.0, 2.0])
+    params = {"w": np.asarray([1.0, 2.0, 3.0])}
+    _vjp_calls.clear()
+    got = unijax.grad(loss, backend="autograd")(params, data)
+    np.testing.assert_allclose(got["w"], data**2, rtol=1e-15)
+    assert _vjp_calls == {}
