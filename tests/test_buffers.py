@@ -94,6 +94,14 @@ def test_inputs_and_constants_are_never_written_into() -> None:
     assert not targets & {*program.inputs, *program.constants}
 
 
+def test_intermediates_above_the_slot_limit_are_allocated_per_call() -> None:
+    program = staged(lambda x: (ops.sum(ops.exp(ops.sin(x) * 2.0)),), X)
+    plan = plan_buffers(program, numpy_kind, min_bytes=0, max_slot_bytes=X.nbytes - 1)
+    assert plan.slots == []
+    assert written(program, plan) == [("sin", "new 0"), ("multiply", "new 0"),
+                                      ("exp", "new 0")]  # still one buffer for the chain
+
+
 def test_small_arrays_are_left_alone() -> None:
     program = staged(lambda x: (ops.sum(ops.sin(x) * 2.0),), X)
     plan = plan_buffers(program, numpy_kind, min_bytes=X.nbytes + 1)
@@ -139,11 +147,14 @@ def programs(draw: Any) -> Callable[..., Any]:
 
 
 @settings(max_examples=60, deadline=None)
-@given(programs())
-def test_compiled_with_buffers_equals_interpreted_on_every_call(fun: Any) -> None:
+@given(programs(), st.sampled_from([None, 0]))
+def test_compiled_with_buffers_equals_interpreted_on_every_call(fun: Any,
+                                                                max_slot: int | None) -> None:
     a, b = np.linspace(-1, 1, 9).reshape(3, 3), np.linspace(0.2, 0.9, 9).reshape(3, 3)
     program = optimize(staged(fun, a, b))
-    compiled = compile_python(program, xp, buffers=ALL_ARRAYS)
+    buffers = ALL_ARRAYS if max_slot is None else \
+        dataclasses.replace(ALL_ARRAYS, max_slot_bytes=max_slot)
+    compiled = compile_python(program, xp, buffers=buffers)
     first = compiled(a, b)
     kept = [np.array(r, copy=True) for r in first]
     for scale in (1.0, -2.0):  # later calls must not touch earlier results or inputs

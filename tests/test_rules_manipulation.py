@@ -165,6 +165,7 @@ def test_params_are_canonical() -> None:
             return _original(*args, **params)
 
         prim._impls[id(rc.anp)] = spy
+        prim._impl_by_type.clear()  # bind would otherwise find the cached implementation
     try:
         TRACED.roll(X, 5, axis=-1)
         TRACED.roll(X, 1, axis=2)
@@ -175,6 +176,7 @@ def test_params_are_canonical() -> None:
         for prim in (manipulation.roll_p, manipulation.flip_p, joining.concat_p,
                      manipulation.reshape_p):
             prim._impls.clear()
+            prim._impl_by_type.clear()
     assert seen == [{"shift": (1,), "axis": (2,)}, {"shift": (1,), "axis": (2,)},
                     {"axis": (0, 2)}, {"axis": 2}, {"shape": (6, 4)}]
 

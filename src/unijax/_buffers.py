@@ -10,7 +10,10 @@ ufuncs and ``matmul`` take ``out=``) avoids both, as XLA's buffer assignment doe
 * A result is written into the buffer of a value that is dead by then.
 * An intermediate that finds no dead buffer gets a **slot**: an array the compiled
   function keeps between calls, so the second call allocates nothing. Results that
-  reach the caller never live in a slot, since the next call would overwrite them.
+  reach the caller never live in a slot, since the next call would overwrite them, and
+  neither do intermediates above ``max_slot_bytes``: the function would hold on to them
+  between calls (NumPy maps arrays that large in huge pages, so faulting them in costs
+  little anyway).
 * Every other large value is released right after its last use.
 
 The plan is computed from the IR alone, so it can be checked without running anything:
@@ -85,11 +88,15 @@ class BufferSupport:
             shares no memory with its operands (reductions, for instance). Results of
             primitives for which this is false are taken to be views of their operands.
         min_bytes: Arrays smaller than this are allocated and released as usual.
+        max_slot_bytes: Intermediates larger than this get no slot: they are allocated
+            on each call (and still reused within it), so a compiled function never
+            holds on to more than a few of them between calls.
     """
 
     out_form: Callable[[Any], OutForm | None]
     returns_new: Callable[[Any], bool]
     min_bytes: int = 1 << 16
+    max_slot_bytes: int = 1 << 24
 
 
 @dataclass
@@ -141,7 +148,7 @@ class _AliasSets:
 
 
 def plan_buffers(program: Program, out_kind: Callable[[Equation], OutKind], *,
-                 min_bytes: int = 1 << 16) -> BufferPlan:
+                 min_bytes: int = 1 << 16, max_slot_bytes: int | None = None) -> BufferPlan:
     """Plan buffer reuse, slots and early release for ``program`` (see the module docstring).
 
     Args:
@@ -149,6 +156,7 @@ def plan_buffers(program: Program, out_kind: Callable[[Equation], OutKind], *,
         out_kind: For each equation, whether and how it can write its result into an
             existing array of the result's shape and dtype (see :data:`OutKind`).
         min_bytes: Arrays smaller than this are neither reused nor released early.
+        max_slot_bytes: Larger intermediates are allocated per call instead of in a slot.
 
     Returns:
         The :class:`BufferPlan`.
@@ -215,12 +223,12 @@ def plan_buffers(program: Program, out_kind: Callable[[Equation], OutKind], *,
                 owned[out] = owned.pop(target)
                 buffer[out] = buffer.pop(target)
                 extended_use[target] = max(extended_use.get(target, -1), i)
-            elif not returned:
+            elif not returned and (max_slot_bytes is None or _nbytes(out) <= max_slot_bytes):
                 plan.slot[i] = len(plan.slots)
                 owned[out], buffer[out] = True, f"slot {len(plan.slots)}"
                 plan.slots.append(key)
-            else:
-                owned[out], buffer[out] = False, f"new {i}"  # an array for the caller
+            else:  # an array for the caller, or too large to keep between calls
+                owned[out], buffer[out] = False, f"new {i}"
             plan.writes[i] = buffer[out]
             freed_after.setdefault(max(dies(out), i), []).append(out)
         # Buffers whose every alias is dead now are free for the equations that follow.

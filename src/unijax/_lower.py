@@ -298,7 +298,8 @@ def compile_python(program: Program, xp: Any, *, name: str = "compiled",
         return "new" if fresh else None
 
     plan = BufferPlan() if buffers is None else \
-        plan_buffers(program, kind, min_bytes=buffers.min_bytes)
+        plan_buffers(program, kind, min_bytes=buffers.min_bytes,
+                     max_slot_bytes=buffers.max_slot_bytes)
     args = ", ".join(names[v] for v in program.inputs)
     lines = [f"def {fn_name}({args}):"]
     slots = [f"_s{k}" for k in range(len(plan.slots))]
