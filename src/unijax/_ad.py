@@ -305,12 +305,14 @@ class VJPTrace(Trace):
 
         return list(self._record(rule, {}, primals, tuple(outs), parents, True))
 
-    def backward(self, outs: Sequence[Any], cts: Sequence[Any], inputs: Sequence[Node]
-                 ) -> list[Any]:
+    def backward(self, outs: Sequence[Any], cts: Sequence[Any], inputs: Sequence[Node],
+                 release: bool = False) -> list[Any]:
         """Cotangents of the input ``inputs`` nodes given cotangents ``cts`` of ``outs``.
 
         Inputs are given as their tape nodes, not their tracers: ``x[i] = v`` inside the
-        function re-points an input tracer at the updated value.
+        function re-points an input tracer at the updated value. With ``release`` (the
+        only backward pass over this tape, as in ``grad``) each node drops the arrays its
+        rule read once the rule has run, so intermediates are freed along the way.
         """
         pending: dict[int, list[Any]] = {}
         start = -1
@@ -330,6 +332,8 @@ class VJPTrace(Trace):
             del pending[position]
             ct = tuple(node_cts) if node.multiple else node_cts[0]
             in_cts = node.rule(ct, node.primals, node.out, node.needs, **node.params)
+            if release:
+                node.primals, node.out = (), None
             for parent, in_ct in zip(node.parents, in_cts, strict=True):
                 if parent is not None and in_ct is not None:
                     _accumulate(pending, parent[0], parent[1], in_ct)
@@ -352,8 +356,11 @@ def _accumulate(pending: dict[int, list[Any]], node: Node, index: int, ct: Any) 
 
 def vjp_flat(fun: Callable[[list[Any]], list[Any]], primals: Sequence[Any],
              constants: Sequence[Any] = ()
-             ) -> tuple[list[Any], Callable[[Sequence[Any]], list[Any]]]:
+             ) -> tuple[list[Any], Callable[..., list[Any]]]:
     """Run ``fun`` recording a tape; return its outputs and the backward function.
+
+    The backward function takes the output cotangents and ``release=True`` when it is
+    called only once (see :meth:`VJPTrace.backward`).
 
     ``fun`` receives the differentiated ``primals`` followed by ``constants`` (inputs that
     are not differentiated but enter the trace, so all arrays share one namespace).
@@ -366,8 +373,8 @@ def vjp_flat(fun: Callable[[list[Any]], list[Any]], primals: Sequence[Any],
     outs = fun([*inputs, *lifted])
     values = [o.value if type(o) is VJPTracer and o._trace is trace else o for o in outs]
 
-    def backward(cts: Sequence[Any]) -> list[Any]:
-        return trace.backward(outs, cts, nodes)
+    def backward(cts: Sequence[Any], release: bool = False) -> list[Any]:
+        return trace.backward(outs, cts, nodes, release)
 
     return values, backward
 

@@ -98,7 +98,7 @@ def engine_value_and_grad(fun: Fun, argnums: Any, norm_argnums: tuple[int, ...],
     outs, backward = vjp_flat(flat_fun, leaves, others)
     value = outs[0]
     cts = backward([_ops().ones_like(value) if hasattr(value, "shape") else
-                    xp.asarray(1.0)] + [None] * (len(outs) - 1))
+                    xp.asarray(1.0)] + [None] * (len(outs) - 1), release=True)
     grads = tree_util.tree_unflatten(treedef, cts[: len(leaves)])
     grads = _one_or_tuple(grads, argnums)
     if has_aux:

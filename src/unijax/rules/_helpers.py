@@ -109,10 +109,14 @@ def elementwise_batch(prim: Primitive) -> Callable[..., Any]:
     return rule
 
 
-def unary(name: str, deriv: Deriv | None, *, namespace: str = "") -> Primitive:
+def unary(name: str, deriv: Deriv | None, *, namespace: str = "",
+          reads: str = "x, out") -> Primitive:
     """Define an elementwise unary primitive ``name`` with derivative ``deriv(x, out)``.
 
     ``deriv`` of ``None`` declares the function non-differentiable (derivative zero).
+    ``reads`` names what ``deriv`` computes with: ``"out"`` (``tanh``: ``1 - out**2``)
+    or ``"x"`` (``sin``: ``cos(x)``) lets the reverse-mode tape keep only the shape and
+    dtype of the other, so ``tanh``'s input is freed after the forward pass.
     """
     prim = Primitive(name, namespace=namespace)
 
@@ -137,6 +141,12 @@ def unary(name: str, deriv: Deriv | None, *, namespace: str = "") -> Primitive:
 
     def_jvp(prim, jvp)
     def_vjp(prim, vjp)
+    if reads == "out":
+        def_vjp_metadata(prim, "primals")  # unbroadcast reads x's shape and dtype only
+    elif reads == "x":
+        def_vjp_metadata(prim, "out")
+    elif reads != "x, out":
+        raise ValueError(f"unary({name!r}): reads must be 'x', 'out' or 'x, out'")
     return prim
 
 
@@ -156,11 +166,12 @@ def linear_unary(name: str, *, namespace: str = "", **defaults: Any) -> Primitiv
 
 
 def binary(name: str, dx: Deriv | None, dy: Deriv | None, *, namespace: str = "",
-           linear: tuple[int, int] | None = None) -> Primitive:
+           linear: tuple[int, int] | None = None, reads_out: bool = True) -> Primitive:
     """Define a broadcasting binary primitive with partials ``dx(x, y, out)``/``dy(...)``.
 
     ``linear=(a, b)`` marks ``out = a*x + b*y`` (``add``: ``(1, 1)``, ``subtract``:
-    ``(1, -1)``), whose rules need no multiplications by ones.
+    ``(1, -1)``), whose rules need no multiplications by ones. ``reads_out=False`` says
+    the partials never use ``out`` (``multiply``), so the tape keeps only its metadata.
     """
     prim = Primitive(name, namespace=namespace)
 
@@ -222,6 +233,8 @@ def binary(name: str, dx: Deriv | None, dy: Deriv | None, *, namespace: str = ""
 
     def_jvp(prim, jvp)
     def_vjp(prim, vjp)
+    if not reads_out:
+        def_vjp_metadata(prim, "out")
     return prim
 
 

@@ -109,7 +109,7 @@ def _linear_unary(name: str, transpose: Callable[[Any, Any], Any]) -> Primitive:
 
 add_p = binary("add", None, None, linear=(1, 1))
 subtract_p = binary("subtract", None, None, linear=(1, -1))
-multiply_p = binary("multiply", lambda x, y, out: y, lambda x, y, out: x)
+multiply_p = binary("multiply", lambda x, y, out: y, lambda x, y, out: x, reads_out=False)
 divide_p = binary(
     "divide", lambda x, y, out: 1 / y, lambda x, y, out: ops.negative(ops.divide(out, y))
 )
@@ -118,20 +118,20 @@ remainder_p = binary(
     "remainder", lambda x, y, out: 1, lambda x, y, out: ops.negative(ops.floor(ops.divide(x, y)))
 )
 floor_divide_p = nondiff("floor_divide", nargs=2)
-square_p = unary("square", lambda x, out: 2 * x)
-reciprocal_p = unary("reciprocal", lambda x, out: ops.negative(ops.square(out)))
+square_p = unary("square", lambda x, out: 2 * x, reads="x")
+reciprocal_p = unary("reciprocal", lambda x, out: ops.negative(ops.square(out)), reads="out")
 negative_p = _linear_unary("negative", lambda ct, x: ops.negative(ct))
 positive_p = _linear_unary("positive", lambda ct, x: ct)
 
 # --- powers, exponentials and logarithms --------------------------------------------------
 
-exp_p = unary("exp", lambda x, out: out)
-expm1_p = unary("expm1", lambda x, out: out + 1)
-log_p = unary("log", lambda x, out: 1 / x)
-log1p_p = unary("log1p", lambda x, out: 1 / (1 + x))
-log2_p = unary("log2", lambda x, out: (1 / x) / math.log(2))
-log10_p = unary("log10", lambda x, out: (1 / x) / math.log(10))
-sqrt_p = unary("sqrt", lambda x, out: 0.5 / out)
+exp_p = unary("exp", lambda x, out: out, reads="out")
+expm1_p = unary("expm1", lambda x, out: out + 1, reads="out")
+log_p = unary("log", lambda x, out: 1 / x, reads="x")
+log1p_p = unary("log1p", lambda x, out: 1 / (1 + x), reads="x")
+log2_p = unary("log2", lambda x, out: (1 / x) / math.log(2), reads="x")
+log10_p = unary("log10", lambda x, out: (1 / x) / math.log(10), reads="x")
+sqrt_p = unary("sqrt", lambda x, out: 0.5 / out, reads="out")
 
 
 def _is_integer(y: Any) -> bool:
@@ -195,15 +195,15 @@ logaddexp_p = binary(
 
 # --- trigonometric and hyperbolic ---------------------------------------------------------
 
-sin_p = unary("sin", lambda x, out: ops.cos(x))
-cos_p = unary("cos", lambda x, out: -ops.sin(x))
-tan_p = unary("tan", lambda x, out: 1 + out * out)
+sin_p = unary("sin", lambda x, out: ops.cos(x), reads="x")
+cos_p = unary("cos", lambda x, out: -ops.sin(x), reads="x")
+tan_p = unary("tan", lambda x, out: 1 + out * out, reads="out")
 asin_p = unary("asin", lambda x, out: 1 / ops.sqrt(1 - x * x))
 acos_p = unary("acos", lambda x, out: -1 / ops.sqrt(1 - x * x))
 atan_p = unary("atan", lambda x, out: 1 / (1 + x * x))
 sinh_p = unary("sinh", lambda x, out: ops.cosh(x))
 cosh_p = unary("cosh", lambda x, out: ops.sinh(x))
-tanh_p = unary("tanh", lambda x, out: 1 - out * out)
+tanh_p = unary("tanh", lambda x, out: 1 - out * out, reads="out")
 asinh_p = unary("asinh", lambda x, out: 1 / ops.sqrt(x * x + 1))
 acosh_p = unary("acosh", lambda x, out: 1 / ops.sqrt(x * x - 1))
 atanh_p = unary("atanh", lambda x, out: 1 / ((1 + x) * (1 - x)))
