@@ -172,15 +172,43 @@ def test_jit_native_fast_path_skips_prepare_call_once_warm(monkeypatch):
             fast(np.ones(3))  # another library's array: converted on the slow path
 
 
+def test_jit_native_fast_path_walks_dicts_lists_and_tuples(monkeypatch):
+    import jax
+    import jax.numpy as jnp
+
+    from unijax import _api
+
+    def f(params, xs):
+        return params["w"] * xs[0] + params["b"][1]
+
+    fast, native = unijax.jit(f), jax.jit(f)
+    unijax.namespace("jax")  # loads JAX's plugin first: x64 on, as for every JAX array below
+    params = {"w": jnp.ones(3), "b": [None, jnp.full(3, 2.0)]}
+    xs = (jnp.arange(3.0),)
+    with unijax.use_backend("jax"):
+        fast(params, xs)
+        calls = []
+        monkeypatch.setattr(_api, "prepare_call",
+                            lambda *a, **k: calls.append(1) or prepare_call(*a, **k))
+        np.testing.assert_array_equal(fast(params, xs), native(params, xs))
+        assert calls == []  # every leaf a JAX array: straight to jax.jit
+        mixed = {"w": np.ones(3), "b": params["b"]}  # a NumPy leaf: converted, slow path
+        got = fast(mixed, xs)
+    assert calls == [1]
+    assert isinstance(got, jax.Array)
+    np.testing.assert_array_equal(got, native(params, xs))
+
+
 def test_jit_native_fast_path_follows_the_active_backend():
     import jax
     from array_api_compat import array_namespace
 
     fun = unijax.jit(lambda x: array_namespace(x).sin(x) * 2.0)
     x = np.linspace(0.0, 1.0, 3)
+    x_jax = unijax.asarray(x, backend="jax")  # float64: loading JAX's plugin enables x64
     with unijax.use_backend("jax"):
-        on_jax = fun(jax.numpy.asarray(x))
-        on_jax = fun(jax.numpy.asarray(x))  # the warm path
+        on_jax = fun(x_jax)
+        on_jax = fun(x_jax)  # the warm path
     with unijax.use_backend("numpy"):
         on_numpy = fun(x)
     assert isinstance(on_jax, jax.Array)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from unijax import _engine, _plugins
@@ -59,6 +59,28 @@ def _drop_fast_paths() -> None:
 
 
 _plugins._on_change(_drop_fast_paths)
+
+
+def _leaves_taken(items: Iterable[Any], types: set[type]) -> bool:
+    """Whether every leaf of ``items``, through dicts, lists and tuples, is of ``types``.
+
+    A dict of parameters is the common argument of a compiled function; walking the
+    builtin containers here costs a fraction of a general pytree flatten. Any other node
+    type answers False, and the caller takes the general path.
+    """
+    for a in items:
+        tp = type(a)
+        if tp in types:
+            continue
+        if tp is dict:
+            if not _leaves_taken(a.values(), types):
+                return False
+        elif tp is list or tp is tuple:
+            if not _leaves_taken(a, types):
+                return False
+        else:
+            return False
+    return True
 
 
 def _raise_translated(backend: Any, err: Exception) -> None:
@@ -515,13 +537,14 @@ class _Jit(_Transformed):
                 native, backend, same = fast
                 for a in args:
                     if type(a) not in same:
+                        if not _leaves_taken(args, same):  # a container: its leaves decide
+                            return slow(name, args, kwargs)
                         break
-                else:
-                    try:
-                        return native(*args, **kwargs) if kwargs else native(*args)
-                    except Exception as err:
-                        _raise_translated(backend, err)
-                        raise
+                try:
+                    return native(*args, **kwargs) if kwargs else native(*args)
+                except Exception as err:
+                    _raise_translated(backend, err)
+                    raise
             return slow(name, args, kwargs)
 
         functools.update_wrapper(function, self.fun, updated=())
@@ -550,7 +573,7 @@ class _Jit(_Transformed):
             if native is not _ENGINE:
                 if name is not None and not (self.static_argnums or self.static_argnames):
                     entry = _by_name.get(name)
-                    if entry is not None and entry[0] is backend:
+                    if entry is not None and entry[0] is backend and name not in self._fast:
                         self._fast[name] = (native, backend, entry[1])
                         _with_fast_paths.add(self)
                 try:

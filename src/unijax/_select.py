@@ -189,7 +189,7 @@ def _prepare_slow(args: tuple[Any, ...], explicit: str | None,
     same = _entry(backend.name)[1]
     if any(type(leaf) not in same for leaf in leaves):
         args = tree_map(lambda leaf: _implicit(leaf, backend, api), args)
-    for a in args:  # learn the types this backend takes as they are
+    for a in leaves:  # learn the types this backend takes as they are
         tp = type(a)
         if tp not in same and (backend.owns_type(tp) or _accepts(backend, tp)):
             with _lock:
