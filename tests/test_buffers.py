@@ -246,3 +246,22 @@ def test_jit_grad_of_an_mlp_with_large_buffers_equals_eager_grad(call: str) -> N
     for k in params:
         np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=1e-15)
         np.testing.assert_array_equal(first[k], kept[k])  # untouched by the later call
+
+
+def test_ten_thousand_calls_add_no_memory() -> None:
+    program = staged(lambda x: (ops.sum(ops.exp(ops.sin(x) * 2.0) * x, axis=0),),
+                     np.zeros((8, 8)))
+    compiled = compile_python(program, xp, buffers=ALL_ARRAYS)
+    assert compiled.buffer_plan.slots  # the slots are what could leak
+    x = np.linspace(0.0, 1.0, 64).reshape(8, 8)
+    tracemalloc.start()
+    try:
+        for _ in range(100):
+            compiled(x)
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(10_000):
+            compiled(x)
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert after - before < 4096, f"{after - before} bytes more after 10,000 calls"
