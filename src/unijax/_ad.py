@@ -237,21 +237,9 @@ class VJPTrace(Trace):
         return VJPTracer(self, out, node)
 
     def process(self, prim: Primitive, args: tuple[Any, ...], params: dict[str, Any]) -> Any:
-        # The hot path of eager reverse mode: _split and _record written out in place.
-        primals: list[Any] = []
-        parents: list[tuple[Node, int] | None] = []
-        recorded = False
-        for a in args:
-            if type(a) is VJPTracer and a._trace is self:
-                primals.append(a.value)
-                if a.node is None:
-                    parents.append(None)
-                else:
-                    parents.append((a.node, a.index))
-                    recorded = True
-            else:
-                primals.append(a)
-                parents.append(None)
+        # The hot path of eager reverse mode: _record is written out in place (one frame
+        # per operation is a few percent of the 50-step loop's gradient).
+        primals, parents, recorded = self._split(args)
         args = tuple(primals)
         out = bind(prim, args, params)
         if not recorded or prim in nondifferentiable:

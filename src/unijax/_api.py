@@ -554,9 +554,6 @@ class _Jit(_Transformed):
         function.__qualname__ = function.__name__ = f"jit({fun_name(self.fun)})"
         return function
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.function(*args, **kwargs)
-
     def _call(self, name: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self.static_argnums or self.static_argnames:
             check_hashable_statics(args, kwargs, self.static_argnums, self.static_argnames,
