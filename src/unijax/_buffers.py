@@ -71,6 +71,13 @@ class OutForm:
         function: Called as ``function(*operands, out=array)``; it must compute exactly
             what the primitive's implementation computes.
         elementwise: Whether ``out`` may be one of the operands.
+
+    Example:
+        >>> import numpy as np
+        >>> form = OutForm(np.add, elementwise=True)
+        >>> a = np.ones(3)
+        >>> form.function(a, 1.0, out=a) is a
+        True
     """
 
     function: Callable[..., Any]
@@ -91,6 +98,21 @@ class BufferSupport:
         max_slot_bytes: Intermediates larger than this get no slot: they are allocated
             on each call (and still reused within it), so a compiled function never
             holds on to more than a few of them between calls.
+
+    Example:
+        >>> import numpy as np
+        >>> import array_api_compat.numpy as xp
+        >>> from unijax._lower import compile_python
+        >>> from unijax._namespace import array_functions as ops
+        >>> from unijax._staging import stage
+        >>> support = BufferSupport(
+        ...     out_form=lambda prim: OutForm(np.negative, True) if prim.name == "negative"
+        ...     else None,
+        ...     returns_new=lambda prim: prim.name == "sum", min_bytes=0)
+        >>> program, _ = stage(lambda xs: [ops.sum(-(-xs[0]))], [np.ones(4)])
+        >>> f = compile_python(program, xp, buffers=support)
+        >>> "out=b" in f.source, float(f(np.ones(4))[0])
+        (True, 4.0)
     """
 
     out_form: Callable[[Any], OutForm | None]
