@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import functools
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from unijax import _engine, _plugins
 from unijax._config import _backend_ctx, _resolved
-from unijax._select import _by_name, prepare_call
+from unijax._select import _by_name, leaves_taken, prepare_call
 from unijax._validate import (
     check_argnums_in_range,
     check_differentiable_leaves,
@@ -59,28 +59,6 @@ def _drop_fast_paths() -> None:
 
 
 _plugins._on_change(_drop_fast_paths)
-
-
-def _leaves_taken(items: Iterable[Any], types: set[type]) -> bool:
-    """Whether every leaf of ``items``, through dicts, lists and tuples, is of ``types``.
-
-    A dict of parameters is the common argument of a compiled function; walking the
-    builtin containers here costs a fraction of a general pytree flatten. Any other node
-    type answers False, and the caller takes the general path.
-    """
-    for a in items:
-        tp = type(a)
-        if tp in types:
-            continue
-        if tp is dict:
-            if not _leaves_taken(a.values(), types):
-                return False
-        elif tp is list or tp is tuple:
-            if not _leaves_taken(a, types):
-                return False
-        else:
-            return False
-    return True
 
 
 def _raise_translated(backend: Any, err: Exception) -> None:
@@ -537,7 +515,7 @@ class _Jit(_Transformed):
                 native, backend, same = fast
                 for a in args:
                     if type(a) not in same:
-                        if not _leaves_taken(args, same):  # a container: its leaves decide
+                        if not leaves_taken(args, same):  # a container: its leaves decide
                             return slow(name, args, kwargs)
                         break
                 try:

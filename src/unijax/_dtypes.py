@@ -19,10 +19,22 @@ def dtype_name(dtype: Any) -> str:
         >>> dtype_name(np.dtype("float32"))
         'float32'
     """
-    name = getattr(dtype, "name", None)
+    try:
+        return _NAMES[type(dtype), dtype]
+    except (KeyError, TypeError):  # TypeError: an unhashable dtype object
+        pass
+    name = getattr(dtype, "name", None)  # numpy.dtype.name is a Python-level property
     if not isinstance(name, str):
         name = dtype.__name__ if isinstance(dtype, type) else str(dtype).rsplit(".", 1)[-1]
+    try:
+        _NAMES[type(dtype), dtype] = name
+    except TypeError:
+        pass
     return name
+
+
+# Keyed by type too: comparing dtypes of two libraries can warn or be ambiguous.
+_NAMES: dict[tuple[type, Any], str] = {}
 
 
 def is_inexact(dtype: Any) -> bool:

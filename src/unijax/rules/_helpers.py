@@ -57,9 +57,10 @@ def ndim_of(x: Any) -> int:
 
 def unbroadcast(ct: Any, x: Any) -> Any:
     """Reduce a cotangent of a broadcast result back to the shape and dtype of ``x``."""
-    shape = shape_of(x)
-    ct_shape = shape_of(ct)
-    if ct_shape != shape:
+    shape = getattr(x, "shape", ())
+    ct_shape = getattr(ct, "shape", ())
+    if ct_shape != shape and tuple(ct_shape) != tuple(shape):  # one test in the common case
+        shape, ct_shape = tuple(shape), tuple(ct_shape)
         lead = len(ct_shape) - len(shape)
         axes = tuple(range(lead)) + tuple(
             lead + i for i, d in enumerate(shape) if d == 1 and ct_shape[lead + i] != 1
@@ -137,7 +138,12 @@ def unary(name: str, deriv: Deriv | None, *, namespace: str = "",
 
     def vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: tuple[bool, ...]) -> Any:
         (x,) = primals
-        return (unbroadcast(ops.multiply(ct, deriv(x, out)), x),)
+        if isinstance(x, Tracer) or isinstance(out, Tracer):
+            return (unbroadcast(ops.multiply(ct, deriv(x, out)), x),)
+        # A concrete derivative: with the operator, written inline, NumPy writes the
+        # product into the derivative's temporary instead of a new array (it elides
+        # only temporaries of Python operators that nothing else references).
+        return (unbroadcast(ct * deriv(x, out), x),)
 
     def_jvp(prim, jvp)
     def_vjp(prim, vjp)
@@ -227,8 +233,13 @@ def binary(name: str, dx: Deriv | None, dy: Deriv | None, *, namespace: str = ""
 
     def vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: tuple[bool, ...]) -> Any:
         x, y = primals
-        ct_x = unbroadcast(ops.multiply(ct, dx(x, y, out)), x) if needs[0] and dx else None
-        ct_y = unbroadcast(ops.multiply(ct, dy(x, y, out)), y) if needs[1] and dy else None
+        if isinstance(x, Tracer) or isinstance(y, Tracer) or isinstance(out, Tracer):
+            ct_x = unbroadcast(ops.multiply(ct, dx(x, y, out)), x) if needs[0] and dx else None
+            ct_y = unbroadcast(ops.multiply(ct, dy(x, y, out)), y) if needs[1] and dy else None
+            return ct_x, ct_y
+        # Concrete partials: operators, for the reason given in unary's rule.
+        ct_x = unbroadcast(ct * dx(x, y, out), x) if needs[0] and dx else None
+        ct_y = unbroadcast(ct * dy(x, y, out), y) if needs[1] and dy else None
         return ct_x, ct_y
 
     def_jvp(prim, jvp)
