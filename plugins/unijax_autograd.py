@@ -14,7 +14,7 @@ namespace (``unijax_autograd_xp``) routes the Array API through ``autograd.numpy
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -147,33 +147,63 @@ def _call_with_constants(fun: Callable[..., Any], args: tuple[Any, ...], kwargs:
     return fun(*_replace(args, nums, dyn), **kwargs)
 
 
-def _make_vjp(fun: Callable[..., Any], x: Any) -> tuple[Callable[[Any], Any], Any]:
-    """autograd's ``make_vjp``, returning the start node's cotangent explicitly.
+def _make_vjp(fun: Callable[[list[Any]], Any], xs: Sequence[Any]
+              ) -> tuple[Callable[[Any], tuple[Any, ...]], Any]:
+    """autograd's ``make_vjp`` over a list of inputs, each boxed under a root of its own.
 
-    autograd's own backward pass returns the cotangent of the last node it visits, which
-    is the start node only when the tape has a single root; constants boxed by
-    :func:`_call_with_constants` add roots.
+    ``fun`` receives the list of boxes. The returned function maps the output's cotangent
+    to a tuple with one cotangent per input. Boxing the inputs one by one, rather than
+    boxing a tuple of them, keeps a dict of parameters off the tape: indexing a boxed
+    tuple is itself recorded, and its VJP builds zeros for every other element.
+    Constants boxed by :func:`_call_with_constants` add roots that no cotangent reaches.
     """
     from autograd.core import add_outgrads, vspace
-    from autograd.tracer import toposort, trace
+    from autograd.tracer import isbox, new_box, toposort, trace_stack
 
-    start = _node_type().new_root()
-    end_value, end_node = trace(start, fun, x)
+    node_type = _node_type()
+    starts = [node_type.new_root() for _ in xs]
+    with trace_stack.new_trace() as trace:
+        end = fun([new_box(x, trace, start) for x, start in zip(xs, starts, strict=True)])
+    end_value, end_node = (end._value, end._node) if isbox(end) and end._trace == trace \
+        else (end, None)
 
-    def vjp(g: Any) -> Any:
-        if end_node is None:
-            return vspace(x).zeros()
-        outgrads = {end_node: (g, False)}
-        result = None
-        for node in toposort(end_node):
-            outgrad = outgrads.pop(node)
-            if node is start:
-                result = outgrad[0]
-            for parent, ingrad in zip(node.parents, node.vjp(outgrad[0]), strict=False):
-                outgrads[parent] = add_outgrads(outgrads.get(parent), ingrad)
-        return result if result is not None else vspace(x).zeros()
+    def vjp(g: Any) -> tuple[Any, ...]:
+        found: dict[int, Any] = {}
+        if end_node is not None:
+            outgrads = {end_node: (g, False)}
+            for node in toposort(end_node):
+                outgrad = outgrads.pop(node)
+                if not node.parents:  # a root: an input (constants are never reached)
+                    found[id(node)] = outgrad[0]
+                    continue
+                for parent, ingrad in zip(node.parents, node.vjp(outgrad[0]), strict=False):
+                    outgrads[parent] = add_outgrads(outgrads.get(parent), ingrad)
+        return tuple(_cotangent_for(found[id(start)], x) if id(start) in found
+                     else vspace(x).zeros() for start, x in zip(starts, xs, strict=True))
 
     return vjp, end_value
+
+
+def _cotangent_for(g: Any, x: Any) -> Any:
+    """``g`` as the cotangent of input ``x``: an array (not a NumPy scalar) of its shape.
+
+    A few of autograd's VJPs (``where``, ``cross``) return the cotangent of a broadcast
+    operand in the broadcast shape; the transpose of broadcasting sums over those axes.
+    """
+    import autograd.numpy as anp
+    import numpy as np
+    from autograd.tracer import isbox
+
+    if not isbox(g) and type(g) is not np.ndarray:
+        g = np.asarray(g)  # autograd gives NumPy scalars for 0-d values
+    shape = anp.shape(x)
+    g_shape = anp.shape(g)
+    if g_shape == shape:
+        return g
+    lead = len(g_shape) - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape)
+                                      if d == 1 and g_shape[lead + i] != 1)
+    return anp.reshape(anp.sum(g, axis=axes, keepdims=True), shape)
 
 
 def _unbox_from(trace: Any, tree: Any) -> Any:
@@ -194,16 +224,15 @@ def _flat_vjp(fun: Callable[..., Any], primals: tuple[Any, ...], has_aux: bool) 
     leaves, treedef = tree_flatten(primals)
     found: dict[str, Any] = {}
 
-    def flat_fun(flat: Any) -> Any:
-        args = tree_unflatten(treedef, [flat[k] for k in range(len(leaves))])
-        out = fun(*args)
+    def flat_fun(flat: list[Any]) -> Any:
+        out = fun(*tree_unflatten(treedef, flat))
         if has_aux:
             out, aux = out
-            found["aux"] = _unbox_from(getattr(flat, "_trace", None), aux)
+            found["aux"] = _unbox_from(flat[0]._trace if flat else None, aux)
         out_leaves, found["out_tree"] = tree_flatten(out)
         return atuple(out_leaves)
 
-    raw_vjp, out_leaves = _make_vjp(flat_fun, atuple(leaves))
+    raw_vjp, out_leaves = _make_vjp(flat_fun, leaves)
     out = tree_unflatten(found["out_tree"], list(out_leaves))
     return out, raw_vjp, found.get("aux"), treedef, found["out_tree"]
 

@@ -148,9 +148,7 @@ class custom_jvp(_Custom):  # JAX's spelling
             return atuple(_call_with_constants(apply, (primals, None), {}, (1,), (tangents,)))
 
         def pullback(g: Any) -> list[Any]:
-            zeros = atuple(anp.zeros_like(x) for x in xs)
-            transpose, _ = _make_vjp(lambda ts: tangent_out([ts[k] for k in range(len(xs))]),
-                                     zeros)
+            transpose, _ = _make_vjp(tangent_out, [anp.zeros_like(x) for x in xs])
             return list(transpose(tuple(g)))
 
         return pullback
