@@ -235,6 +235,55 @@ def test_jit_native_fast_path_is_dropped_when_plugins_change(monkeypatch):
     assert calls == [1]  # resolved once after the change, then warm again
 
 
+def test_grad_native_fast_path_skips_prepare_call_once_warm(monkeypatch):
+    import jax
+    import jax.numpy as jnp
+
+    from unijax import _api
+
+    def f(x, y):
+        return jnp.sum(jnp.sin(x) * y)
+
+    g = unijax.grad(f, backend="jax")
+    x, y = jnp.linspace(0.0, 1.0, 3), jnp.full(3, 2.0)
+    g(x, y)  # warms the fast path
+    calls = []
+    monkeypatch.setattr(_api, "prepare_call",
+                        lambda *a, **k: calls.append(1) or prepare_call(*a, **k))
+    np.testing.assert_array_equal(g(x * 2.0, y), jax.grad(f)(x * 2.0, y))
+    np.testing.assert_array_equal(g(x, 3.0), jax.grad(f)(x, 3.0))  # a scalar, not differentiated
+    assert calls == []
+    # Everything else takes the full path and meets the same checks as a cold call.
+    np.testing.assert_array_equal(g(np.asarray(x), y), jax.grad(f)(x, y))  # converted
+    with pytest.raises(unijax.errors.NonDifferentiableError):
+        g(jnp.arange(3), y)  # an integer array where a gradient is asked for
+    with pytest.raises(unijax.errors.ArgnumsError):
+        unijax.grad(lambda *a: f(*a), argnums=1, backend="jax")(x)  # too few arguments
+    assert len(calls) == 3  # one per call above
+    _plugins._notify()  # what registering or removing a plugin does
+    g(x, y)
+    g(x, y)
+    assert len(calls) == 4  # resolved once after the change, then warm again
+
+
+def test_grad_native_fast_path_follows_the_active_backend():
+    import jax
+    from array_api_compat import array_namespace
+
+    g = unijax.grad(lambda x: array_namespace(x).sum(array_namespace(x).sin(x)))
+    x = np.linspace(0.0, 1.0, 3)
+    x_jax = unijax.asarray(x, backend="jax")
+    with unijax.use_backend("jax"):
+        g(x_jax)
+        on_jax = g(x_jax)  # the warm path
+    with unijax.use_backend("numpy"):
+        on_numpy = g(x)
+    assert isinstance(on_jax, jax.Array)
+    assert isinstance(on_numpy, np.ndarray)
+    np.testing.assert_allclose(np.asarray(on_jax), np.cos(x), rtol=1e-15)
+    np.testing.assert_allclose(on_numpy, np.cos(x), rtol=1e-15)
+
+
 # --- prepare_call: tracers and conversion ----------------------------------------------
 
 

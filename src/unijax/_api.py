@@ -17,12 +17,13 @@ from typing import Any
 
 from unijax import _engine, _plugins
 from unijax._config import _backend_ctx, _resolved
-from unijax._select import _by_name, leaves_taken, prepare_call
+from unijax._select import _SCALARS, _by_name, leaves_taken, prepare_call
 from unijax._validate import (
     check_argnums_in_range,
     check_differentiable_leaves,
     check_hashable_statics,
     check_scalar_output,
+    differentiable_dtype,
     fun_name,
     max_positional,
     normalize_argnums,
@@ -126,6 +127,10 @@ class _Differentiate(_Transformed):
         self.norm_argnums = normalize_argnums(argnums, self.api, fun)
         self.has_aux = bool(has_aux)
         self._signature_known = max_positional(fun) is not None
+        self._max_argnum = max(self.norm_argnums)
+        # backend name -> (native transform, the backend, its own array types). Only
+        # backends named by configuration are kept; emptied whenever plugins change.
+        self._fast: dict[str, tuple[Any, Any, frozenset[type]]] = {}
 
     def _checked_fun(self) -> Callable[..., Any]:
         """``fun`` with unijax's output checks, for native transforms (same errors)."""
@@ -159,17 +164,53 @@ class _Differentiate(_Transformed):
         return backend, use_engine, args
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        name = self.explicit
+        if name is None:
+            name = _backend_ctx.get()
+            if name is None:
+                resolved = _resolved.get("backend")
+                name = None if resolved is None else resolved[0]
+        fast = self._fast.get(name) if name is not None else None
+        if fast is not None and self._takes_as_they_are(args, fast[2]):
+            # The backend named by configuration has a native transform, and every argument
+            # is one of its arrays (differentiated ones floating): what _prepare would
+            # conclude, at a fraction of its cost.
+            try:
+                return fast[0](*args, **kwargs)
+            except Exception as err:
+                _raise_translated(fast[1], err)
+                raise
         backend, use_engine, args = self._prepare(args)
         if not use_engine:
             native = self._native_for(backend)
             if native is not _ENGINE:
                 args = self._scalars_as_arrays(args, backend.namespace)
+                if name is not None and name not in self._fast:
+                    entry = _by_name.get(name)
+                    if entry is not None and entry[0] is backend:
+                        self._fast[name] = (native, backend, frozenset(entry[1]) - _SCALARS)
+                        _with_fast_paths.add(self)
                 try:
                     return native(*args, **kwargs)
                 except Exception as err:
                     _raise_translated(backend, err)
                     raise
         return self._engine(args, kwargs, backend.namespace)
+
+    def _takes_as_they_are(self, args: tuple[Any, ...], arrays: frozenset[type]) -> bool:
+        """Whether ``args`` are arrays of ``arrays`` (or scalars where not differentiated)
+        and every differentiated one has a floating dtype: nothing for _prepare to do."""
+        argnums = self.norm_argnums
+        if len(args) <= self._max_argnum:
+            return False  # argnums out of range: _prepare raises the error
+        for i, a in enumerate(args):
+            tp = type(a)
+            if tp in arrays:
+                if i in argnums and not differentiable_dtype(a.dtype):
+                    return False
+            elif tp not in _SCALARS or i in argnums:
+                return False
+        return True
 
     def _scalars_as_arrays(self, args: tuple[Any, ...], xp: Any) -> tuple[Any, ...]:
         # Native libraries type Python scalars their own way (JAX with x64: float64);

@@ -26,6 +26,7 @@ __all__ = [
     "check_differentiable_leaves",
     "check_hashable_statics",
     "check_scalar_output",
+    "differentiable_dtype",
     "fun_name",
     "max_positional",
     "normalize_argnums",
@@ -187,6 +188,16 @@ def check_scalar_output(out: Any, api: str, name: str) -> None:
 _INEXACT_CACHE: dict[Any, bool] = {}
 
 
+def differentiable_dtype(dtype: Any) -> bool:
+    """Whether arrays of ``dtype`` can be differentiated (floating point; cached)."""
+    # Keyed by type too: comparing dtypes of two libraries can warn or be ambiguous.
+    key = (type(dtype), dtype)
+    ok = _INEXACT_CACHE.get(key)
+    if ok is None:
+        ok = _INEXACT_CACHE[key] = is_inexact(dtype)
+    return ok
+
+
 def check_differentiable_leaves(leaves: Sequence[Any], api: str) -> None:
     """Differentiated inputs must be floating point (integers have no tangent space)."""
     for leaf in leaves:
@@ -196,12 +207,7 @@ def check_differentiable_leaves(leaves: Sequence[Any], api: str) -> None:
                 continue
             kind = type(leaf).__name__
         else:
-            # Keyed by type too: comparing dtypes of two libraries can warn or be ambiguous.
-            key = (type(dtype), dtype)
-            ok = _INEXACT_CACHE.get(key)
-            if ok is None:
-                ok = _INEXACT_CACHE[key] = is_inexact(dtype)
-            if ok:
+            if differentiable_dtype(dtype):
                 continue
             kind = dtype_name(dtype)
         raise NonDifferentiableError(
