@@ -194,6 +194,18 @@ def test_benchmark_scripts_run() -> None:
     assert done.returncode == 0 and "elementwise" in done.stdout, done.stderr
 
 
+def test_dispatch_overhead_script_reports_each_transform() -> None:
+    pytest.importorskip("jax")
+    pytest.importorskip("autograd")
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dispatch_overhead.py"),
+                           "3"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("unijax.")]
+    assert [row.split(" on ")[0] + " on " + row.split(" on ")[1].split()[0] for row in rows] \
+        == ["unijax.grad on JAX", "unijax.jit on JAX", "unijax.grad on Autograd"]
+    assert all(" µs  [" in row for row in rows)
+
+
 def test_every_workload_has_smoke_and_full_sizes() -> None:
     for w in workloads.WORKLOADS:
         assert {"full", "smoke"} <= set(w.sizes)

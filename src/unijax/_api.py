@@ -23,7 +23,6 @@ from unijax._validate import (
     check_differentiable_leaves,
     check_hashable_statics,
     check_scalar_output,
-    differentiable_dtype,
     fun_name,
     max_positional,
     normalize_argnums,
@@ -127,10 +126,11 @@ class _Differentiate(_Transformed):
         self.norm_argnums = normalize_argnums(argnums, self.api, fun)
         self.has_aux = bool(has_aux)
         self._signature_known = max_positional(fun) is not None
-        self._max_argnum = max(self.norm_argnums)
-        # backend name -> (native transform, the backend, its own array types). Only
-        # backends named by configuration are kept; emptied whenever plugins change.
-        self._fast: dict[str, tuple[Any, Any, frozenset[type]]] = {}
+        # backend name -> (native transform, the backend, its own array types, the
+        # floating dtypes seen). Only backends named by configuration are kept; emptied
+        # whenever plugins change.
+        self._fast: dict[str, tuple[Any, Any, frozenset[type], set[Any]]] = {}
+        self.function = self._make_function()
 
     def _checked_fun(self) -> Callable[..., Any]:
         """``fun`` with unijax's output checks, for native transforms (same errors)."""
@@ -163,33 +163,56 @@ class _Differentiate(_Transformed):
                 check_differentiable_leaves(tree_leaves(a), self.api)
         return backend, use_engine, args
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        name = self.explicit
-        if name is None:
-            name = _backend_ctx.get()
+    def _make_function(self) -> Callable[..., Any]:
+        # What users call (a plain function, as for jit: calling an instance costs more).
+        # A backend named by configuration whose native transform ran before, called with
+        # its own arrays (the differentiated ones floating), goes straight to the native
+        # transform: what _prepare would conclude, at a fraction of its cost. Everything
+        # else takes _call.
+        explicit, fast_paths, slow = self.explicit, self._fast, self._call
+        argnums, max_argnum = self.norm_argnums, max(self.norm_argnums)
+
+        def function(*args: Any, **kwargs: Any) -> Any:
+            name = explicit
             if name is None:
-                resolved = _resolved.get("backend")
-                name = None if resolved is None else resolved[0]
-        fast = self._fast.get(name) if name is not None else None
-        if fast is not None and self._takes_as_they_are(args, fast[2]):
-            # The backend named by configuration has a native transform, and every argument
-            # is one of its arrays (differentiated ones floating): what _prepare would
-            # conclude, at a fraction of its cost.
-            try:
-                return fast[0](*args, **kwargs)
-            except Exception as err:
-                _raise_translated(fast[1], err)
-                raise
+                name = _backend_ctx.get()
+                if name is None:
+                    resolved = _resolved.get("backend")
+                    name = None if resolved is None else resolved[0]
+            fast = fast_paths.get(name) if name is not None else None
+            if fast is not None and len(args) > max_argnum:
+                native, backend, arrays, floating = fast
+                for a in args:
+                    if type(a) not in arrays and type(a) not in _SCALARS:
+                        break
+                else:
+                    for i in argnums:
+                        a = args[i]
+                        if type(a) not in arrays or a.dtype not in floating:
+                            break
+                    else:
+                        try:
+                            return native(*args, **kwargs) if kwargs else native(*args)
+                        except Exception as err:
+                            _raise_translated(backend, err)
+                            raise
+            return slow(name, args, kwargs)
+
+        functools.update_wrapper(function, self.fun, updated=())
+        function._transform_state = self  # type: ignore[attr-defined]
+        return function
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.function(*args, **kwargs)  # internal callers (hessian's inner jacrev)
+
+    def _call(self, name: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         backend, use_engine, args = self._prepare(args)
         if not use_engine:
             native = self._native_for(backend)
             if native is not _ENGINE:
                 args = self._scalars_as_arrays(args, backend.namespace)
-                if name is not None and name not in self._fast:
-                    entry = _by_name.get(name)
-                    if entry is not None and entry[0] is backend:
-                        self._fast[name] = (native, backend, frozenset(entry[1]) - _SCALARS)
-                        _with_fast_paths.add(self)
+                if name is not None:
+                    self._learn_fast_path(name, backend, native, args)
                 try:
                     return native(*args, **kwargs)
                 except Exception as err:
@@ -197,20 +220,22 @@ class _Differentiate(_Transformed):
                     raise
         return self._engine(args, kwargs, backend.namespace)
 
-    def _takes_as_they_are(self, args: tuple[Any, ...], arrays: frozenset[type]) -> bool:
-        """Whether ``args`` are arrays of ``arrays`` (or scalars where not differentiated)
-        and every differentiated one has a floating dtype: nothing for _prepare to do."""
-        argnums = self.norm_argnums
-        if len(args) <= self._max_argnum:
-            return False  # argnums out of range: _prepare raises the error
-        for i, a in enumerate(args):
-            tp = type(a)
-            if tp in arrays:
-                if i in argnums and not differentiable_dtype(a.dtype):
-                    return False
-            elif tp not in _SCALARS or i in argnums:
-                return False
-        return True
+    def _learn_fast_path(self, name: str, backend: Any, native: Any,
+                         args: tuple[Any, ...]) -> None:
+        # Called once _prepare has checked args: the floating dtypes seen are the ones the
+        # fast path accepts without asking again.
+        entry = _by_name.get(name)
+        if entry is None or entry[0] is not backend:
+            return
+        fast = self._fast.get(name)
+        floating = set() if fast is None else fast[3]
+        if fast is None:
+            self._fast[name] = (native, backend, frozenset(entry[1]) - _SCALARS, floating)
+            _with_fast_paths.add(self)
+        for i in self.norm_argnums:
+            dtype = getattr(args[i], "dtype", None)
+            if dtype is not None and type(args[i]) in entry[1] and len(floating) < 16:
+                floating.add(dtype)
 
     def _scalars_as_arrays(self, args: tuple[Any, ...], xp: Any) -> tuple[Any, ...]:
         # Native libraries type Python scalars their own way (JAX with x64: float64);
@@ -276,7 +301,7 @@ def grad(fun: Callable[..., Any], argnums: int | Sequence[int] = 0, has_aux: boo
         >>> unijax.grad(f)(np.asarray([1.0, 2.0]))
         array([ 3., 12.])
     """
-    return _Grad(fun, "grad", argnums, has_aux, backend)
+    return _Grad(fun, "grad", argnums, has_aux, backend).function
 
 
 def value_and_grad(fun: Callable[..., Any], argnums: int | Sequence[int] = 0,
@@ -290,7 +315,7 @@ def value_and_grad(fun: Callable[..., Any], argnums: int | Sequence[int] = 0,
         >>> float(value), g
         (9.0, array([6.]))
     """
-    return _ValueAndGrad(fun, "value_and_grad", argnums, has_aux, backend)
+    return _ValueAndGrad(fun, "value_and_grad", argnums, has_aux, backend).function
 
 
 def jacfwd(fun: Callable[..., Any], argnums: int | Sequence[int] = 0, has_aux: bool = False,
@@ -306,7 +331,7 @@ def jacfwd(fun: Callable[..., Any], argnums: int | Sequence[int] = 0, has_aux: b
         array([[2., 0.],
                [0., 4.]])
     """
-    return _Jacobian(fun, "jacfwd", argnums, has_aux, backend)
+    return _Jacobian(fun, "jacfwd", argnums, has_aux, backend).function
 
 
 def jacrev(fun: Callable[..., Any], argnums: int | Sequence[int] = 0, has_aux: bool = False,
@@ -319,7 +344,7 @@ def jacrev(fun: Callable[..., Any], argnums: int | Sequence[int] = 0, has_aux: b
         >>> unijax.jacrev(lambda x: x[:1] * x[1:])(np.asarray([2.0, 3.0]))
         array([[3., 2.]])
     """
-    return _Jacobian(fun, "jacrev", argnums, has_aux, backend)
+    return _Jacobian(fun, "jacrev", argnums, has_aux, backend).function
 
 
 jacobian = jacrev
@@ -336,7 +361,7 @@ def hessian(fun: Callable[..., Any], argnums: int | Sequence[int] = 0, has_aux: 
         array([[ 6.,  0.],
                [ 0., 12.]])
     """
-    return _Hessian(fun, argnums, has_aux, backend)
+    return _Hessian(fun, argnums, has_aux, backend).function
 
 
 class _Hessian(_Differentiate):
