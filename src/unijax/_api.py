@@ -61,6 +61,30 @@ def _drop_fast_paths() -> None:
 _plugins._on_change(_drop_fast_paths)
 
 
+def _configured_name() -> str | None:
+    """The backend a call uses by configuration (``use_backend``, then the resolved setting).
+
+    ``None`` when nothing names one or the setting was not resolved yet: the caller then
+    takes its full path, whose ``prepare_call`` resolves it. The fast paths of ``jit`` and
+    the derivatives use this so that their shortcut follows the precedence rules.
+    """
+    name = _backend_ctx.get()
+    if name is None:
+        resolved = _resolved.get("backend")
+        name = None if resolved is None else resolved[0]
+    return name
+
+
+def _call_native(backend: Any, native: Callable[..., Any], args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> Any:
+    """``native(*args, **kwargs)``, its library's errors raised as unijax's."""
+    try:
+        return native(*args, **kwargs)
+    except Exception as err:
+        _raise_translated(backend, err)
+        raise
+
+
 def _raise_translated(backend: Any, err: Exception) -> None:
     """Raise unijax's error for a native library's ``err``, if the backend maps it.
 
@@ -173,12 +197,7 @@ class _Differentiate(_Transformed):
         argnums, max_argnum = self.norm_argnums, max(self.norm_argnums)
 
         def function(*args: Any, **kwargs: Any) -> Any:
-            name = explicit
-            if name is None:
-                name = _backend_ctx.get()
-                if name is None:
-                    resolved = _resolved.get("backend")
-                    name = None if resolved is None else resolved[0]
+            name = explicit if explicit is not None else _configured_name()
             fast = fast_paths.get(name) if name is not None else None
             if fast is not None and len(args) > max_argnum:
                 native, backend, arrays, floating = fast
@@ -191,6 +210,7 @@ class _Differentiate(_Transformed):
                         if type(a) not in arrays or a.dtype not in floating:
                             break
                     else:
+                        # _call_native written out: one frame less on the warm path.
                         try:
                             return native(*args, **kwargs) if kwargs else native(*args)
                         except Exception as err:
@@ -213,11 +233,7 @@ class _Differentiate(_Transformed):
                 args = self._scalars_as_arrays(args, backend.namespace)
                 if name is not None:
                     self._learn_fast_path(name, backend, native, args)
-                try:
-                    return native(*args, **kwargs)
-                except Exception as err:
-                    _raise_translated(backend, err)
-                    raise
+                return _call_native(backend, native, args, kwargs)
         return self._engine(args, kwargs, backend.namespace)
 
     def _learn_fast_path(self, name: str, backend: Any, native: Any,
@@ -411,11 +427,7 @@ def jvp(fun: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
                                                        backend, api)
     native = None if use_engine else b.native_transforms.jvp
     if native is not None:
-        try:
-            return native(fun, primals, tangents, has_aux=has_aux)
-        except Exception as err:
-            _raise_translated(b, err)
-            raise
+        return _call_native(b, native, (fun, primals, tangents), {"has_aux": has_aux})
     return _engine.engine_jvp(fun, primals, tangents, has_aux, b.namespace, api)
 
 
@@ -438,11 +450,7 @@ def vjp(fun: Callable[..., Any], *primals: Any, has_aux: bool = False,
     b, use_engine, primals = prepare_call(primals, backend, api)
     native = None if use_engine else b.native_transforms.vjp
     if native is not None:
-        try:
-            return native(fun, *primals, has_aux=has_aux)
-        except Exception as err:
-            _raise_translated(b, err)
-            raise
+        return _call_native(b, native, (fun, *primals), {"has_aux": has_aux})
     return _engine.engine_vjp(fun, primals, has_aux, b.namespace, api)
 
 
@@ -570,12 +578,7 @@ class _Jit(_Transformed):
         explicit, fast_paths, slow = self.explicit, self._fast, self._call
 
         def function(*args: Any, **kwargs: Any) -> Any:
-            name = explicit
-            if name is None:
-                name = _backend_ctx.get()
-                if name is None:
-                    resolved = _resolved.get("backend")
-                    name = None if resolved is None else resolved[0]
+            name = explicit if explicit is not None else _configured_name()
             fast = fast_paths.get(name) if name is not None else None
             if fast is not None:
                 native, backend, same = fast
@@ -584,6 +587,7 @@ class _Jit(_Transformed):
                         if not leaves_taken(args, same):  # a container: its leaves decide
                             return slow(name, args, kwargs)
                         break
+                # _call_native written out: one frame less on the warm path.
                 try:
                     return native(*args, **kwargs) if kwargs else native(*args)
                 except Exception as err:
@@ -617,11 +621,7 @@ class _Jit(_Transformed):
                     if entry is not None and entry[0] is backend and name not in self._fast:
                         self._fast[name] = (native, backend, entry[1])
                         _with_fast_paths.add(self)
-                try:
-                    return native(*args, **kwargs)
-                except Exception as err:
-                    _raise_translated(backend, err)
-                    raise
+                return _call_native(backend, native, args, kwargs)
         return self._engine_jit(backend)(*args, **kwargs)
 
     def _engine_jit(self, backend: Any) -> Any:
