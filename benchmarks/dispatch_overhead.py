@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 import unijax
-from unijax._benchmarks.programs import tiny
+from unijax.cli.benchmarks.programs import tiny
 
 
 def _no_op(*args: Any, **kwargs: Any) -> None:

@@ -5,16 +5,16 @@
 
 Takes exactly the arguments of ``unijax bench`` (``--help`` lists them). The harness
 itself — interleaved rounds, paired ratios, import time, peak memory — is
-``unijax._benchmarks.harness`` and ``unijax._benchmarks.system``.
+``unijax.cli.benchmarks.harness`` and ``unijax.cli.benchmarks.system``.
 """
 
 from __future__ import annotations
 
 import sys
 
-from unijax._bench import main
-from unijax._benchmarks.harness import PRESETS, Settings, run_workload
-from unijax._benchmarks.suite import run
+from unijax.cli.bench import main
+from unijax.cli.benchmarks.harness import PRESETS, Settings, run_workload
+from unijax.cli.benchmarks.suite import run
 
 __all__ = ["PRESETS", "Settings", "main", "run", "run_workload"]
 

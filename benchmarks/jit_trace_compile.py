@@ -18,11 +18,11 @@ from typing import Any
 import array_api_compat.numpy as xp
 import numpy as np
 
-from unijax._jit import JitFunction
-from unijax._lower import compile_python, interpret
-from unijax._namespace import array_functions as ops
-from unijax._optimize import optimize
-from unijax._staging import stage
+from unijax.engine.jit import JitFunction
+from unijax.engine.lower import compile_python, interpret
+from unijax.engine.namespace import array_functions as ops
+from unijax.engine.optimize import optimize
+from unijax.engine.staging import stage
 
 
 def chain(n_equations: int) -> Callable[[Any, Any], Any]:

@@ -1,19 +1,19 @@
-"""The benchmark workloads (a thin script over :mod:`unijax._benchmarks`).
+"""The benchmark workloads (a thin script over :mod:`unijax.cli.benchmarks`).
 
 The workloads live inside the package so that ``unijax bench`` works from an installed
 wheel; this file re-exports them for scripts and notebooks in the repository:
 
     python benchmarks/workloads.py        # list the workloads and their variants
 
-Each program is written once as Array API code in ``unijax._benchmarks.programs`` (with a
+Each program is written once as Array API code in ``unijax.cli.benchmarks.programs`` (with a
 NumPy-like twin for the Autograd and plain-NumPy baselines); the variants and the quoted
-targets are in ``unijax._benchmarks.workloads``.
+targets are in ``unijax.cli.benchmarks.workloads``.
 """
 
 from __future__ import annotations
 
-from unijax._benchmarks.programs import *  # noqa: F403
-from unijax._benchmarks.workloads import (
+from unijax.cli.benchmarks.programs import *  # noqa: F403
+from unijax.cli.benchmarks.workloads import (
     BACKENDS,
     TARGETS,
     WORKLOADS,

@@ -45,7 +45,7 @@ def returns_new(primitive: Any) -> bool:
     return not primitive.namespace and primitive.name in _RETURNS_NEW
 
 
-#: How generated code writes into NumPy arrays (see ``unijax._buffers``).
+#: How generated code writes into NumPy arrays (see ``unijax.engine.buffers``).
 BUFFERS = BufferSupport(out_form, returns_new)
 
 

@@ -1,7 +1,7 @@
-"""Run the CUDA C that ``unijax._lower_cupy`` generates, with NumPy, on the CPU.
+"""Run the CUDA C that ``unijax_cupy.kernels`` generates, with NumPy, on the CPU.
 
 A reference executor for the CuPy compiler's output: :func:`make_kernel` is a drop-in
-``make_kernel`` for :func:`unijax._lower_cupy.compile_cupy` that parses each kernel's
+``make_kernel`` for :func:`unijax_cupy.kernels.compile_cupy` that parses each kernel's
 CUDA C (the very strings handed to ``cupy.ElementwiseKernel``/``cupy.ReductionKernel``)
 and evaluates them with NumPy, following C's rules where they differ from NumPy's:
 typed literals (``0.5f`` is float32, ``2`` is int), integer promotion of narrow types to

@@ -27,8 +27,8 @@ import rules_checks as rc
 from hypothesis import HealthCheck, given, settings
 from rules_checks import TRACED, XPS, anp, engine_grad, jnp, outputs
 
-from unijax._ad import jvp_flat
-from unijax._batching import vmap_flat
+from unijax.engine.ad import jvp_flat
+from unijax.engine.batching import vmap_flat
 
 __all__ = ["check_derivatives", "check_jit", "check_values", "check_vmap",
            "check_vmap_of_grad"]

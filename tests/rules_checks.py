@@ -20,11 +20,11 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis.extra.array_api import make_strategies_namespace
 
-import unijax._core as core
-from unijax._ad import jvp_flat, vjp_flat
-from unijax._batching import vmap_flat
+import unijax.engine.core as core
 from unijax._dtypes import is_complex
-from unijax._namespace import TracedNamespace
+from unijax.engine.ad import jvp_flat, vjp_flat
+from unijax.engine.batching import vmap_flat
+from unijax.engine.namespace import TracedNamespace
 
 try:
     import unijax_conformance  # noqa: F401

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from unijax._ad import ShapeDtype, vjp_flat
-from unijax._core import Primitive
-from unijax._namespace import array_functions as ops
+from unijax.engine.ad import ShapeDtype, vjp_flat
+from unijax.engine.core import Primitive
+from unijax.engine.namespace import array_functions as ops
 from unijax.extend import def_vjp, def_vjp_metadata
 
 

@@ -15,7 +15,7 @@ import pytest
 from array_api_compat import array_namespace
 
 from unijax import tree_util
-from unijax._plugins import get_backend
+from unijax.dispatch.plugins import get_backend
 from unijax.errors import NonScalarOutputError
 
 backend = get_backend("autograd")

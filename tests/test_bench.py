@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from unijax._bench import main
-from unijax._benchmarks import harness, report, workloads
-from unijax._benchmarks.harness import PRESETS, VariantResult, WorkloadResult, workload_rounds
-from unijax._benchmarks.suite import SECTIONS
-from unijax._benchmarks.workloads import TARGETS, WORKLOADS, Variant, Workload
+from unijax.cli.bench import main
+from unijax.cli.benchmarks import harness, report, workloads
+from unijax.cli.benchmarks.harness import PRESETS, VariantResult, WorkloadResult, workload_rounds
+from unijax.cli.benchmarks.suite import SECTIONS
+from unijax.cli.benchmarks.workloads import TARGETS, WORKLOADS, Variant, Workload
 
 ROOT = Path(__file__).resolve().parent.parent
 HAVE_JAX = importlib.util.find_spec("jax") is not None

@@ -16,12 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import unijax
-from unijax._buffers import BufferPlan, plan_buffers
-from unijax._ir import Program
-from unijax._lower import compile_python, interpret
-from unijax._namespace import array_functions as ops
-from unijax._optimize import optimize
-from unijax._staging import stage
+from unijax.engine.buffers import BufferPlan, plan_buffers
+from unijax.engine.ir import Program
+from unijax.engine.lower import compile_python, interpret
+from unijax.engine.namespace import array_functions as ops
+from unijax.engine.optimize import optimize
+from unijax.engine.staging import stage
 
 #: NumPy's buffer support with every non-scalar array taking part, however small.
 ALL_ARRAYS = dataclasses.replace(unijax_numpy.BUFFERS, min_bytes=0)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from unijax_conformance._sandbox import environment, write_distribution
 
-from unijax._check import AREAS, Matrix, main, render_markdown
+from unijax.cli.check import AREAS, Matrix, main, render_markdown
 
 
 def test_matrix_cells_worst_first() -> None:
@@ -71,7 +71,7 @@ def test_check_exits_non_zero_on_a_failure(tmp_path: Path) -> None:
                               {"unijax_lying": plugin})
     report = tmp_path / "r.json"
     done = subprocess.run(
-        [sys.executable, "-c", "import sys; from unijax._check import main; "
+        [sys.executable, "-c", "import sys; from unijax.cli.check import main; "
          "sys.exit(main(sys.argv[1:]))", "lying", "--plain", "-k", "mutable",
          "--report", str(report)],
         env=environment([site]), capture_output=True, text=True, timeout=600, check=False)

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from unijax import _config, _plugins
+import unijax
 from unijax.cli import main
+from unijax.dispatch import options as _config
+from unijax.dispatch import plugins as _plugins
 
-ENV_VARS = [opt.env for opt in _config.config.options()] + [_config.CONFIG_ENV]
+ENV_VARS = [opt.env for opt in unijax.config.options()] + [_config.CONFIG_ENV]
 
 
 @pytest.fixture(autouse=True)

@@ -13,10 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import unijax
-from unijax import _config, _plugins
+from unijax.dispatch import options as _config
+from unijax.dispatch import plugins as _plugins
 from unijax.errors import ConfigError, UnknownBackendError
 
-ENV_VARS = [opt.env for opt in _config.config.options()] + [_config.CONFIG_ENV]
+ENV_VARS = [opt.env for opt in unijax.config.options()] + [_config.CONFIG_ENV]
 
 
 @pytest.fixture(autouse=True)

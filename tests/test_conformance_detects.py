@@ -17,7 +17,7 @@ import pytest
 import unijax_conformance
 from unijax_conformance._sandbox import environment, write_distribution
 
-from unijax._check import run_suite
+from unijax.cli.check import run_suite
 
 SUITE = Path(unijax_conformance.__file__).resolve().parent
 
@@ -38,10 +38,10 @@ BROKEN = {
         def _load():
             import array_api_compat.numpy as cnp
 
-            import unijax.rules  # noqa: F401  (registers the rules being replaced)
-            from unijax._core import PRIMITIVES
-            from unijax._namespace import array_functions as ops
-            from unijax._registry import def_vjp
+            import unijax.engine.rules  # noqa: F401  (registers the rules being replaced)
+            from unijax.engine.core import PRIMITIVES
+            from unijax.engine.namespace import array_functions as ops
+            from unijax.engine.registry import def_vjp
 
             def bad_sin_vjp(ct, primals, out, needs, **params):
                 return (ct * 2.0 * ops.cos(primals[0]),)

@@ -12,7 +12,7 @@ import pytest
 import unijax_conformance
 from unijax_conformance._xfail import ExpectedFailures
 
-from unijax._check import run_suite
+from unijax.cli.check import run_suite
 
 SUITE = Path(unijax_conformance.__file__).resolve().parent
 
@@ -63,7 +63,7 @@ def test_unknown_backend_is_a_usage_error() -> None:
 
 
 def test_unavailable_backend_is_skipped_with_the_install_hint() -> None:
-    from unijax._plugins import get_backend
+    from unijax.dispatch.plugins import get_backend
 
     missing = [name for name in ("cupy",) if not get_backend(name, require_available=False)
                .available]

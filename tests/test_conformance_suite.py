@@ -1,7 +1,7 @@
 """The conformance suite passes (or fails only as listed) on the backends CI installs.
 
 Each test runs ``pytest --pyargs unijax_conformance --unijax-backend NAME`` in a subprocess
-(through :func:`unijax._check.run_suite`, the engine of ``unijax check``) in the ci
+(through :func:`unijax.cli.check.run_suite`, the engine of ``unijax check``) in the ci
 profile, and fails with the list of unexpected failures. The third-party example plugin
 runs the same way, registered through a generated entry point.
 """
@@ -16,7 +16,7 @@ import pytest
 from unijax_conformance._sandbox import environment, write_distribution
 from unijax_conformance._xfail import XFAIL_DIR
 
-from unijax._check import run_suite
+from unijax.cli.check import run_suite
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "thirdparty_plugin"
 JOBS = 2 if importlib.util.find_spec("xdist") is not None else 1

@@ -27,13 +27,13 @@ from array_api_compat import array_namespace
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cuda_emulator as emu
+from unijax_cupy.kernels import TEMPLATES, compile_cupy, generate
 
 import unijax
 from unijax import tree_util
-from unijax._lower_cupy import TEMPLATES, compile_cupy, generate
-from unijax._namespace import array_functions as ops
-from unijax._optimize import optimize
-from unijax._staging import stage
+from unijax.engine.namespace import array_functions as ops
+from unijax.engine.optimize import optimize
+from unijax.engine.staging import stage
 
 HAS_CUPY = importlib.util.find_spec("cupy") is not None
 
@@ -269,8 +269,8 @@ def test_generating_kernels_imports_no_cupy():
     out = run_python("""
         import sys, numpy as np
         import array_api_compat.numpy as xp
-        from unijax._jit import make_ir
-        from unijax._lower_cupy import compile_cupy
+        from unijax.engine.jit import make_ir
+        from unijax_cupy.kernels import compile_cupy
         def f(x):
             xp = x.__array_namespace__()
             return xp.sum(xp.exp(-x * x) + 0.5 * x)
@@ -375,7 +375,7 @@ def test_the_entry_point_names_the_plugin_module():
 
 
 def test_backend_declares_engine_transforms_a_compiler_and_gpu_devices():
-    from unijax._plugins import get_backend
+    from unijax.dispatch.plugins import get_backend
 
     backend = get_backend("cupy", require_available=False)
     assert backend.array_modules == ("cupy",)
@@ -390,7 +390,7 @@ def test_import_and_plugin_load_import_no_cupy_and_no_numpy():
     out = run_python("""
         import sys, unijax
         before = "cupy" in sys.modules
-        from unijax._plugins import get_backend
+        from unijax.dispatch.plugins import get_backend
         backend = get_backend("cupy", require_available=False)
         print(before, "cupy" in sys.modules, "numpy" in sys.modules, backend.available)
     """)
@@ -401,7 +401,7 @@ def test_import_and_plugin_load_import_no_cupy_and_no_numpy():
 
 @pytest.mark.skipif(HAS_CUPY, reason="CuPy is installed")
 def test_missing_cupy_is_unavailable_with_the_install_hint():
-    from unijax._plugins import get_backend, list_backends
+    from unijax.dispatch.plugins import get_backend, list_backends
     from unijax.errors import BackendUnavailableError
 
     info = {p.name: p for p in list_backends()}["cupy"]
@@ -544,7 +544,7 @@ def test_gpu_vmap_matches_a_loop_and_jit_grad_mlp_matches_numpy(cp):
 
 @pytest.mark.gpu
 def test_gpu_devices_and_explicit_transfers_with_numpy(cp):
-    from unijax._plugins import get_backend
+    from unijax.dispatch.plugins import get_backend
 
     assert get_backend("cupy").devices()[0] == "gpu:0"
     x = np.arange(4.0)

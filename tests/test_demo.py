@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from unijax._demo import train
+from unijax.cli.demo import train
 
 BACKENDS = ["numpy", "autograd", "jax", "array_api_strict"]
 

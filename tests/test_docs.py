@@ -33,6 +33,8 @@ import types
 from pathlib import Path
 from typing import Any
 
+import unijax
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = sorted(p for p in DOCS.rglob("*.md") if not p.relative_to(DOCS).parts[0].startswith("_"))
@@ -182,11 +184,11 @@ def _check_flags(words: list[str], help_text: str, where: str) -> None:
 
 
 def _check_command(line: str, where: str, helps: dict[tuple[str, ...], str]) -> None:
-    from unijax import _config
     from unijax.cli import COMMANDS
+    from unijax.dispatch import options as _config
 
     words = shlex.split(line, comments=True)
-    env_vars = {opt.env for opt in _config.config.options()} | {_config.CONFIG_ENV}
+    env_vars = {opt.env for opt in unijax.config.options()} | {_config.CONFIG_ENV}
     while words and re.match(r"^[A-Z_][A-Z0-9_]*=", words[0]):
         name = words.pop(0).split("=", 1)[0]
         assert not name.startswith("UNIJAX_") or name in env_vars, \
@@ -239,9 +241,8 @@ def test_shell_commands_exist() -> None:
 def test_toml_and_json_blocks_are_valid() -> None:
     import json
 
-    from unijax import _config
 
-    options = {opt.name: opt for opt in _config.config.options()}
+    options = {opt.name: opt for opt in unijax.config.options()}
     for page in PAGES:
         for block in blocks(page):
             if block.lang == "json" and not block.skip:
@@ -284,11 +285,10 @@ def test_every_error_class_has_an_entry() -> None:
 
 
 def test_configuration_reference_lists_every_option() -> None:
-    from unijax import _config
 
     assert "<!-- unijax:config-options -->" in (DOCS / "configuration.md").read_text()
     table = _hooks().config_table()
-    for opt in _config.config.options():
+    for opt in unijax.config.options():
         assert f"| `{opt.name}` |" in table and f"`{opt.env}`" in table
 
 

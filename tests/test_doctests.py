@@ -14,10 +14,13 @@ import pytest
 
 import unijax
 
-PLUGINS = ["unijax_numpy", "unijax_jax", "unijax_autograd", "unijax_array_api_strict",
-           "unijax_cupy"]
+PLUGINS = ["unijax_numpy", "unijax_jax", "unijax_autograd", "unijax_autograd.custom",
+           "unijax_autograd.transforms", "unijax_array_api_strict", "unijax_cupy",
+           "unijax_cupy.kernels"]
+# ``__main__`` modules run the command line when imported: they hold no examples.
 MODULES = sorted(
-    {m.name for m in pkgutil.walk_packages(unijax.__path__, "unijax.")} | {"unijax"}
+    {m.name for m in pkgutil.walk_packages(unijax.__path__, "unijax.")
+     if not m.name.endswith(".__main__")} | {"unijax"}
 ) + PLUGINS
 
 

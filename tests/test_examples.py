@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unijax._benchmarks.harness import available_libraries
+from unijax.cli.benchmarks.harness import available_libraries
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -10,7 +10,7 @@ import pytest
 
 ARRAY_LIBRARIES = ("numpy", "jax", "jaxlib", "autograd", "cupy", "array_api_strict",
                    "array_api_compat")
-PLUGINS = ("unijax_numpy", "unijax_jax", "unijax_autograd", "unijax_autograd_xp",
+PLUGINS = ("unijax_numpy", "unijax_jax", "unijax_autograd", "unijax_autograd.namespace",
            "unijax_cupy", "unijax_array_api_strict")
 
 
@@ -46,7 +46,7 @@ def test_selecting_a_backend_loads_only_its_plugin_module():
 
 def test_type_lookup_loads_plugin_modules_but_no_other_library():
     loaded = imported_after("""
-        from unijax._plugins import backend_for_type
+        from unijax.dispatch.plugins import backend_for_type
         assert backend_for_type(float) is None
     """)
     assert loaded == sorted(PLUGINS[:3] + PLUGINS[4:])

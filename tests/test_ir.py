@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from unijax._core import PRIMITIVES
-from unijax._ir import (
+from unijax.engine.core import PRIMITIVES
+from unijax.engine.ir import (
     Equation,
     Literal,
     Program,
@@ -22,7 +22,7 @@ from unijax._ir import (
     freeze,
     var_names,
 )
-from unijax._namespace import array_functions as ops
+from unijax.engine.namespace import array_functions as ops
 
 F64 = np.dtype("float64")
 

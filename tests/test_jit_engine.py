@@ -14,10 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.array_api import make_strategies_namespace
 
-from unijax._ad import jvp_flat, vjp_flat
-from unijax._jit import CacheInfo, JitFunction, make_ir
-from unijax._lower import compile_python
-from unijax._namespace import array_functions as ops
+from unijax.engine.ad import jvp_flat, vjp_flat
+from unijax.engine.jit import CacheInfo, JitFunction, make_ir
+from unijax.engine.lower import compile_python
+from unijax.engine.namespace import array_functions as ops
 from unijax.errors import ConcretizationError, UnhashableStaticArgumentError
 
 xps = make_strategies_namespace(xp)

@@ -13,12 +13,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from unijax._core import Primitive
-from unijax._ir import Equation, Program, Var
-from unijax._lower import _source_literal, compile_python, interpret
-from unijax._namespace import array_functions as ops
-from unijax._optimize import optimize
-from unijax._staging import stage
+from unijax.engine.core import Primitive
+from unijax.engine.ir import Equation, Program, Var
+from unijax.engine.lower import _source_literal, compile_python, interpret
+from unijax.engine.namespace import array_functions as ops
+from unijax.engine.optimize import optimize
+from unijax.engine.staging import stage
 
 LOWERINGS = [interpret, compile_python]
 

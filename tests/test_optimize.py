@@ -9,13 +9,13 @@ import array_api_compat.numpy as xp
 import numpy as np
 import pytest
 
-from unijax._ad import vjp_flat
-from unijax._core import PRIMITIVES
-from unijax._ir import Equation, Literal, Program, Var
-from unijax._lower import interpret
-from unijax._namespace import array_functions as ops
-from unijax._optimize import cse, dce, fold_constants, optimize, simplify
-from unijax._staging import stage
+from unijax.engine.ad import vjp_flat
+from unijax.engine.core import PRIMITIVES
+from unijax.engine.ir import Equation, Literal, Program, Var
+from unijax.engine.lower import interpret
+from unijax.engine.namespace import array_functions as ops
+from unijax.engine.optimize import cse, dce, fold_constants, optimize, simplify
+from unijax.engine.staging import stage
 
 F64 = np.dtype("float64")
 

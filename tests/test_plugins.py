@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import unijax
-from unijax import _config, _plugins
+from unijax.dispatch import options as _config
+from unijax.dispatch import plugins as _plugins
 from unijax.errors import (
     BackendUnavailableError,
     PluginError,
@@ -24,7 +25,7 @@ from unijax.errors import (
 )
 from unijax.extend import Backend, Capabilities, NativeTransforms, hookimpl, register_plugin
 
-ENV_VARS = [opt.env for opt in _config.config.options()] + [_config.CONFIG_ENV]
+ENV_VARS = [opt.env for opt in unijax.config.options()] + [_config.CONFIG_ENV]
 HEADER = "from unijax.extend import Backend, hookimpl\n"
 
 
@@ -89,7 +90,7 @@ def unijax_backend():
 def test_get_backend_loads_only_that_plugin():
     code = """
         import sys, unijax
-        from unijax._plugins import get_backend
+        from unijax.dispatch.plugins import get_backend
         backend = get_backend("numpy")
         loaded = sorted(m for m in sys.modules if m.startswith("unijax_"))
         libs = [m for m in ("numpy", "jax", "autograd", "array_api_strict") if m in sys.modules]

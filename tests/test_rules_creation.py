@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-import unijax._core as core
-from unijax._ad import vjp_flat
-from unijax._batching import vmap_flat
-from unijax._registry import (
+import unijax.engine.core as core
+from unijax.engine.ad import vjp_flat
+from unijax.engine.batching import vmap_flat
+from unijax.engine.registry import (
     API_FUNCTIONS,
     CREATION_FUNCTIONS,
     batch_rules,

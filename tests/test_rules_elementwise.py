@@ -24,12 +24,18 @@ from hypothesis.extra.array_api import make_strategies_namespace
 from unijax_conformance.specs.elementwise import SPECS
 
 import unijax
-import unijax._core as core
-from unijax._ad import jvp_flat, vjp_flat
-from unijax._batching import vmap_flat
-from unijax._namespace import TracedNamespace
-from unijax._namespace import array_functions as ops
-from unijax._registry import API_FUNCTIONS, batch_rules, jvp_rules, nondifferentiable, vjp_rules
+import unijax.engine.core as core
+from unijax.engine.ad import jvp_flat, vjp_flat
+from unijax.engine.batching import vmap_flat
+from unijax.engine.namespace import TracedNamespace
+from unijax.engine.namespace import array_functions as ops
+from unijax.engine.registry import (
+    API_FUNCTIONS,
+    batch_rules,
+    jvp_rules,
+    nondifferentiable,
+    vjp_rules,
+)
 from unijax.testing import check_grads
 
 jax = pytest.importorskip("jax")

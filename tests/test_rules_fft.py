@@ -20,10 +20,10 @@ import rules_checks as rc
 from rules_checks import TRACED, jax, jnp
 from unijax_conformance.specs.fft import SPECS
 
-import unijax._core as core
-from unijax._ad import jvp_flat, vjp_flat
-from unijax._batching import vmap_flat
-from unijax._registry import (
+import unijax.engine.core as core
+from unijax.engine.ad import jvp_flat, vjp_flat
+from unijax.engine.batching import vmap_flat
+from unijax.engine.registry import (
     API_FUNCTIONS,
     CREATION_FUNCTIONS,
     batch_rules,

@@ -15,13 +15,13 @@ import array_api_strict as xs
 import numpy as np
 import pytest
 
-import unijax._core as core
-from unijax._ad import jvp_flat, vjp_flat
-from unijax._batching import vmap_flat
-from unijax._indexing import parse_key
-from unijax._registry import API_FUNCTIONS, batch_rules, jvp_rules, vjp_rules
+import unijax.engine.core as core
+from unijax.engine.ad import jvp_flat, vjp_flat
+from unijax.engine.batching import vmap_flat
+from unijax.engine.indexing import parse_key
+from unijax.engine.registry import API_FUNCTIONS, batch_rules, jvp_rules, vjp_rules
+from unijax.engine.rules._index_eval import gather, scatter_add, scatter_set
 from unijax.errors import ConcretizationError
-from unijax.rules._index_eval import gather, scatter_add, scatter_set
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rules_checks as rc

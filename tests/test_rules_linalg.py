@@ -23,19 +23,19 @@ import rules_checks as rc
 from rules_checks import TRACED, engine_grad, jax, jnp
 from unijax_conformance.specs.linalg import SPECS
 
-import unijax._core as core
-from unijax._ad import jvp_flat, vjp_flat
-from unijax._batching import vmap_flat
-from unijax._registry import (
+import unijax.engine.core as core
+from unijax.engine.ad import jvp_flat, vjp_flat
+from unijax.engine.batching import vmap_flat
+from unijax.engine.registry import (
     API_FUNCTIONS,
     batch_rules,
     jvp_rules,
     nondifferentiable,
     vjp_rules,
 )
+from unijax.engine.rules.linalg import matmul_p
+from unijax.engine.rules.linalg_solve import solve_p
 from unijax.errors import UnsupportedTransformError
-from unijax.rules.linalg import matmul_p
-from unijax.rules.linalg_solve import solve_p
 
 IDS = [s.name for s in SPECS]
 MAIN = ["matmul", "matrix_transpose", "tensordot", "vecdot"]

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-import unijax._core as core
-from unijax._ad import jvp_flat, vjp_flat
-from unijax._batching import vmap_flat
-from unijax._registry import (
+import unijax.engine.core as core
+from unijax.engine.ad import jvp_flat, vjp_flat
+from unijax.engine.batching import vmap_flat
+from unijax.engine.registry import (
     API_FUNCTIONS,
     CREATION_FUNCTIONS,
     batch_rules,
@@ -23,8 +23,8 @@ from unijax._registry import (
     nondifferentiable,
     vjp_rules,
 )
+from unijax.engine.rules.manipulation import AxisError
 from unijax.errors import ConcretizationError
-from unijax.rules.manipulation import AxisError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import rules_checks as rc
@@ -148,7 +148,7 @@ def test_axis_forms_match_jax(call: Any) -> None:
 
 def test_params_are_canonical() -> None:
     """Negative axes and equivalent arguments record the same primitive params."""
-    from unijax.rules import joining, manipulation
+    from unijax.engine.rules import joining, manipulation
 
     seen: list[Any] = []
 

@@ -21,12 +21,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis.extra.array_api import make_strategies_namespace
 
-import unijax._core as core
-from unijax._ad import jvp_flat, vjp_flat
-from unijax._batching import vmap_flat
-from unijax._jit import JitFunction
-from unijax._namespace import TracedNamespace
-from unijax._registry import API_FUNCTIONS, batch_rules, jvp_rules, nondifferentiable, vjp_rules
+import unijax.engine.core as core
+from unijax.engine.ad import jvp_flat, vjp_flat
+from unijax.engine.batching import vmap_flat
+from unijax.engine.jit import JitFunction
+from unijax.engine.namespace import TracedNamespace
+from unijax.engine.registry import (
+    API_FUNCTIONS,
+    batch_rules,
+    jvp_rules,
+    nondifferentiable,
+    vjp_rules,
+)
 
 try:
     from unijax_conformance.specs import reductions as spec_module
@@ -485,7 +491,7 @@ def test_integer_inputs_get_no_gradient(call: Callable[..., Any]) -> None:
 
 
 def test_axes_are_normalised_so_equivalent_calls_share_one_program() -> None:
-    from unijax._staging import stage
+    from unijax.engine.staging import stage
 
     x = np.ones((2, 3, 4))
     texts = []

@@ -41,9 +41,9 @@ from test_rules_reductions import (
 )
 from unijax_conformance.specs import searching as spec_module
 
-from unijax._ad import jvp_flat, vjp_flat
-from unijax._batching import vmap_flat
-from unijax._jit import JitFunction
+from unijax.engine.ad import jvp_flat, vjp_flat
+from unijax.engine.batching import vmap_flat
+from unijax.engine.jit import JitFunction
 from unijax.errors import ConcretizationError
 
 SPECS = spec_module.SPECS

@@ -15,8 +15,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.array_api import make_strategies_namespace
 
 import unijax
-from unijax import _config, _plugins, _select
-from unijax._select import explain_backend, prepare_call, resolve_backend, to_backend
+from unijax.dispatch import options as _config
+from unijax.dispatch import plugins as _plugins
+from unijax.dispatch import selection as _select
+from unijax.dispatch.selection import explain_backend, prepare_call, resolve_backend, to_backend
 from unijax.errors import (
     DeviceTransferError,
     MixedBackendError,
@@ -24,7 +26,7 @@ from unijax.errors import (
 )
 from unijax.extend import Backend, hookimpl, register_plugin
 
-ENV_VARS = [opt.env for opt in _config.config.options()] + [_config.CONFIG_ENV]
+ENV_VARS = [opt.env for opt in unijax.config.options()] + [_config.CONFIG_ENV]
 xps = make_strategies_namespace(array_api_strict)
 
 
@@ -156,7 +158,7 @@ def _jax_jit_of_sin() -> tuple[object, object]:
 def test_jit_native_fast_path_skips_prepare_call_once_warm(monkeypatch):
     import jax.numpy as jnp
 
-    from unijax import _api
+    from unijax import transforms as _api
 
     fast, native = _jax_jit_of_sin()
     x = jnp.linspace(0.0, 1.0, 3)
@@ -176,7 +178,7 @@ def test_jit_native_fast_path_walks_dicts_lists_and_tuples(monkeypatch):
     import jax
     import jax.numpy as jnp
 
-    from unijax import _api
+    from unijax import transforms as _api
 
     def f(params, xs):
         return params["w"] * xs[0] + params["b"][1]
@@ -220,7 +222,7 @@ def test_jit_native_fast_path_follows_the_active_backend():
 def test_jit_native_fast_path_is_dropped_when_plugins_change(monkeypatch):
     import jax.numpy as jnp
 
-    from unijax import _api
+    from unijax import transforms as _api
 
     fast, _ = _jax_jit_of_sin()
     x = jnp.ones(3)
@@ -239,7 +241,7 @@ def test_grad_native_fast_path_skips_prepare_call_once_warm(monkeypatch):
     import jax
     import jax.numpy as jnp
 
-    from unijax import _api
+    from unijax import transforms as _api
 
     def f(x, y):
         return jnp.sum(jnp.sin(x) * y)
@@ -288,7 +290,7 @@ def test_grad_native_fast_path_follows_the_active_backend():
 
 
 def test_prepare_call_with_engine_tracer_uses_engine_and_keeps_args():
-    from unijax import _ad
+    from unijax.engine import ad as _ad
 
     seen = []
 

@@ -8,11 +8,11 @@ import array_api_compat.numpy as xp
 import numpy as np
 import pytest
 
-from unijax._ad import jvp_flat, vjp_flat
-from unijax._core import Primitive, bind
-from unijax._ir import Literal
-from unijax._namespace import array_functions as ops
-from unijax._staging import StagingTrace, StagingTracer, stage
+from unijax.engine.ad import jvp_flat, vjp_flat
+from unijax.engine.core import Primitive, bind
+from unijax.engine.ir import Literal
+from unijax.engine.namespace import array_functions as ops
+from unijax.engine.staging import StagingTrace, StagingTracer, stage
 from unijax.errors import ConcretizationError
 
 # A test-only multiple-result primitive (a unique name: primitives register globally).

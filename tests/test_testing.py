@@ -114,7 +114,7 @@ class _OffByOne:
 def off_by_one() -> Any:
     import types
 
-    from unijax import _plugins
+    from unijax.dispatch import plugins as _plugins
     from unijax.extend import Backend, hookimpl, register_plugin
 
     plugin = types.ModuleType("unijax_test_off_by_one")

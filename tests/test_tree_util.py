@@ -16,9 +16,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from unijax import _config, _plugins
 from unijax import tree_util as tu
-from unijax._select import prepare_call
+from unijax.dispatch import options as _config
+from unijax.dispatch import plugins as _plugins
+from unijax.dispatch.selection import prepare_call
 
 
 class Point(NamedTuple):
@@ -203,7 +204,7 @@ def test_registrations_made_before_jax_are_replayed_when_the_plugin_loads():
                 self.v = v
         tree_util.register_pytree_node(Box, lambda b: ((b.v,), None), lambda _, c: Box(*c))
         assert "jax" not in sys.modules
-        from unijax._plugins import get_backend
+        from unijax.dispatch.plugins import get_backend
         get_backend("jax").namespace
         import jax
         print(jax.tree_util.tree_leaves([Box(1), Box(2)]))

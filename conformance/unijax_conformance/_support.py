@@ -90,7 +90,7 @@ class BackendUnderTest:
 
     def owns(self, x: Any) -> bool:
         """Whether ``x`` is an array of this backend (by type, as unijax recognises it)."""
-        from unijax._plugins import backend_for_type
+        from unijax.dispatch.plugins import backend_for_type
 
         owner = backend_for_type(type(x))
         if owner is not None and owner.name == self.name:
@@ -111,7 +111,7 @@ class BackendUnderTest:
 
 def load_backend(name: str) -> BackendUnderTest:
     """The backend called ``name``; skips the test, with the reason, when it cannot run."""
-    from unijax._plugins import get_backend
+    from unijax.dispatch.plugins import get_backend
     from unijax.errors import BackendUnavailableError
 
     try:
@@ -129,7 +129,7 @@ def load_backend(name: str) -> BackendUnderTest:
 
 
 def _no_devices_default() -> Any:
-    from unijax._backend import _no_devices
+    from unijax.dispatch.backend import _no_devices
 
     return _no_devices
 

@@ -89,7 +89,7 @@ def selected_backends(config: pytest.Config) -> list[str]:
     """
     if _NAMES in config.stash:
         return config.stash[_NAMES]
-    from unijax._plugins import _get
+    from unijax.dispatch.plugins import _get
 
     installed = _get().installed()
     requested = _requested(config)
@@ -179,7 +179,7 @@ def _sampled(item: pytest.Item, backend: str) -> bool:
     share = _state.PROFILES[_state.profile]["native_share"]
     if marker is None or spec is None or share >= 1:
         return True
-    from unijax._plugins import get_backend
+    from unijax.dispatch.plugins import get_backend
 
     if marker.args[0] not in get_backend(backend, require_available=False).capabilities.native:
         return True

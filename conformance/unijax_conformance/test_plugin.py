@@ -22,9 +22,9 @@ import pluggy
 from array_api_compat import array_namespace
 
 import unijax
-from unijax import _hookspecs
-from unijax._backend import Backend, Capabilities, NativeTransforms
-from unijax._core import Tracer
+from unijax.dispatch import hookspecs as _hookspecs
+from unijax.dispatch.backend import Backend, Capabilities, NativeTransforms
+from unijax.engine.core import Tracer
 from unijax.testing import to_numpy
 from unijax_conformance._support import BackendUnderTest, assert_trees_close
 
@@ -189,7 +189,7 @@ _LAZY = textwrap.dedent("""
         roots = set(backend.requires) | set(backend.array_modules)
         return sorted(m for m in sys.modules if m.partition(".")[0] in roots)
     import unijax
-    from unijax._plugins import get_backend, list_backends
+    from unijax.dispatch.plugins import get_backend, list_backends
     list_backends()  # load every plugin, as recognising an array type does
     backend = get_backend(sys.argv[1])
     before = libraries(backend)

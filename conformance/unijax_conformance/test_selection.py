@@ -45,7 +45,7 @@ def _other(b: BackendUnderTest) -> str:
     """Another available backend: the reference, or for the reference the next one."""
     if b.name != REFERENCE:
         return REFERENCE
-    from unijax._plugins import _get, get_backend
+    from unijax.dispatch.plugins import _get, get_backend
     from unijax.errors import UnijaxError
 
     for name in _get().installed():

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
     stamp = datetime.date.today().isoformat()
-    if importlib.util.find_spec("unijax._check") is not None:
+    if importlib.util.find_spec("unijax.cli.check") is not None:
         with tempfile.TemporaryDirectory() as tmp:
             report = Path(tmp) / "report.md"
             done = subprocess.run([sys.executable, "-m", "unijax.cli", "check", "--plain",

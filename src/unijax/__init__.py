@@ -21,7 +21,24 @@ Example:
 
 from unijax import errors, tree_util
 from unijax import tree_util as tree
-from unijax._api import (
+from unijax.custom import custom_jvp, custom_vjp
+from unijax.dispatch.config import (
+    config,
+    default_float_dtype,
+    set_backend,
+    set_default_float_dtype,
+    use_backend,
+    use_default_float_dtype,
+)
+from unijax.dispatch.plugins import list_backends, register_plugin
+from unijax.dispatch.selection import (
+    asarray,
+    current_backend,
+    explain_backend,
+    namespace,
+    to_backend,
+)
+from unijax.transforms import (
     grad,
     hessian,
     jacfwd,
@@ -35,17 +52,6 @@ from unijax._api import (
     vjp,
     vmap,
 )
-from unijax._config import (
-    config,
-    default_float_dtype,
-    set_backend,
-    set_default_float_dtype,
-    use_backend,
-    use_default_float_dtype,
-)
-from unijax._custom import custom_jvp, custom_vjp
-from unijax._plugins import list_backends, register_plugin
-from unijax._select import asarray, current_backend, explain_backend, namespace, to_backend
 
 __version__ = "0.1.0"
 

@@ -1,12 +1,17 @@
 """The public extension API: what plugin authors and rule authors import.
 
 A backend plugin needs only :data:`hookimpl`, :class:`Backend` and, optionally,
-:class:`Capabilities` and :class:`NativeTransforms`; see :mod:`unijax._hookspecs` for the
+:class:`Capabilities` and :class:`NativeTransforms`; see :mod:`unijax.dispatch.hookspecs` for the
 hook contract. :func:`register_plugin` registers a plugin object without packaging. A
 backend's ``compiler`` may reuse :func:`compile_python`, the generator of straight-line
 Python that NumPy's plugin uses; a backend with mutable arrays passes it a
 :class:`BufferSupport` (its functions that write into ``out=``, as :class:`OutForm`) so
 that large intermediates reuse memory.
+
+A compiler author (a backend's ``compiler`` hook that emits its own kernels, as CuPy's
+does) reads the staged :class:`Program` (:class:`Equation`, :class:`Var`,
+:class:`Literal`), groups elementwise chains with :func:`plan_fusion`, and falls back to
+:func:`interpret` or to :func:`function_text` for the equations it does not fuse.
 
 A rule author adds an operation to the engine as a :class:`Primitive` with rules for the
 transforms: :func:`def_jvp`, :func:`def_vjp` (with :func:`def_vjp_metadata` when the VJP
@@ -39,13 +44,23 @@ Examples:
 
 from __future__ import annotations
 
-from unijax._backend import Backend, Capabilities, NativeTransforms
-from unijax._buffers import BufferSupport, OutForm
-from unijax._core import Primitive
-from unijax._hookspecs import hookimpl
-from unijax._lower import compile_python
-from unijax._plugins import register_plugin
-from unijax._registry import (
+from unijax.dispatch.backend import Backend, Capabilities, NativeTransforms
+from unijax.dispatch.hookspecs import hookimpl
+from unijax.dispatch.plugins import register_plugin
+from unijax.engine.buffers import BufferSupport, OutForm
+from unijax.engine.core import Primitive
+from unijax.engine.fusion import Fused, plan_fusion
+from unijax.engine.fusion import broadcast_shapes as fusion_broadcast_shapes
+from unijax.engine.ir import Atom, Equation, Literal, Program, Var, dtype_name, var_names
+from unijax.engine.lower import (
+    RESERVED_NAMES,
+    SourceGlobals,
+    compile_python,
+    function_text,
+    interpret,
+)
+from unijax.engine.optimize import ScalarConstants
+from unijax.engine.registry import (
     def_batch,
     def_jvp,
     def_nondifferentiable,
@@ -54,18 +69,33 @@ from unijax._registry import (
 )
 
 __all__ = [
+    "RESERVED_NAMES",
+    "Atom",
     "Backend",
     "BufferSupport",
     "Capabilities",
+    "Equation",
+    "Fused",
+    "Literal",
     "NativeTransforms",
     "OutForm",
     "Primitive",
+    "Program",
+    "ScalarConstants",
+    "SourceGlobals",
+    "Var",
     "compile_python",
     "def_batch",
     "def_jvp",
     "def_nondifferentiable",
     "def_vjp",
     "def_vjp_metadata",
+    "dtype_name",
+    "function_text",
+    "fusion_broadcast_shapes",
     "hookimpl",
+    "interpret",
+    "plan_fusion",
     "register_plugin",
+    "var_names",
 ]

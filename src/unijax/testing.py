@@ -509,7 +509,7 @@ def check_backends(fn: Callable[..., Any], *args: Any,
     if unknown:
         raise ValueError(f"check_backends: unknown transforms {unknown}; use any of "
                          f"{', '.join(_TRANSFORMS)}")
-    from unijax._plugins import _get, get_backend
+    from unijax.dispatch.plugins import _get, get_backend
     from unijax.errors import UnijaxError
 
     reference = "numpy"

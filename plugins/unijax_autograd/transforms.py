@@ -1,0 +1,317 @@
+"""Autograd's reverse mode behind JAX's signatures: ``grad``, ``value_and_grad``,
+``vjp`` and ``jacrev`` over ``autograd``'s tracer, with ``argnums`` an int or a tuple,
+``has_aux`` and pytree arguments.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["grad", "jacrev", "value_and_grad", "vjp"]
+
+
+# --- adapters with JAX's signatures ---------------------------------------------------------
+
+
+def _replace(args: tuple[Any, ...], argnums: tuple[int, ...], values: Any) -> list[Any]:
+    new = list(args)
+    for i, v in zip(argnums, values, strict=True):
+        new[i] = v
+    return new
+
+
+@functools.cache
+def _node_type() -> Any:
+    """autograd's ``VJPNode``, recording no edge towards values computed from constants.
+
+    Boxing constants (see :func:`_call_with_constants`) would otherwise make every VJP rule
+    compute their cotangents too, to be discarded: in ``x @ w`` with constant data ``x``,
+    a second matrix product per step.
+    """
+    from autograd.core import VJPNode
+    from autograd.tracer import notrace_primitives
+
+    class ConstantAwareVJPNode(VJPNode):
+        __slots__ = ("constant",)
+
+        def __init__(self, value: Any, fun: Any, args: Any, kwargs: Any,
+                     parent_argnums: tuple[int, ...], parents: tuple[Any, ...]) -> None:
+            keep = [i for i, p in enumerate(parents) if not getattr(p, "constant", False)]
+            if not keep:  # computed from constants only: no cotangent flows through it
+                self.initialize_root(constant=True)
+                return
+            if len(keep) < len(parents):
+                parent_argnums = tuple(parent_argnums[i] for i in keep)
+                parents = tuple(parents[i] for i in keep)
+            self.constant = False
+            super().__init__(value, fun, args, kwargs, parent_argnums, parents)
+
+        def initialize_root(self, constant: bool = False) -> None:
+            super().initialize_root()
+            self.constant = constant
+
+    # Keyed by node type: the primitives autograd never records (shape, comparisons ...).
+    notrace_primitives[ConstantAwareVJPNode] = notrace_primitives[VJPNode]
+    return ConstantAwareVJPNode
+
+
+def _call_with_constants(fun: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                         nums: tuple[int, ...], dyn: tuple[Any, ...]) -> Any:
+    """Call ``fun`` with ``dyn`` at ``nums`` and every other NumPy array boxed as a constant.
+
+    Library code calls ``array_namespace(x, params)``; a plain ndarray next to autograd's
+    boxes would give two namespaces. Boxing the other arrays on the same trace, under
+    root nodes marked constant, keeps one namespace and changes no derivative; on a trace
+    started by :func:`_make_vjp` no cotangent is computed towards them.
+    """
+    import numpy as np
+    from autograd.core import VJPNode
+    from autograd.tracer import isbox, new_box
+
+    from unijax.tree_util import tree_leaves, tree_map
+
+    top = next((leaf for leaf in tree_leaves(dyn) if isbox(leaf)), None)
+    if top is not None:
+        trace = top._trace
+        node_type = _node_type()
+        ours = type(top._node) is node_type  # else a trace of autograd's own grad
+
+        def root() -> Any:
+            return node_type.new_root(constant=True) if ours else VJPNode.new_root()
+
+        def box(v: Any) -> Any:  # one root per constant: its cotangent has its shape
+            return new_box(v, trace, root()) if type(v) is np.ndarray else v
+
+        args, kwargs = tree_map(box, (tuple(None if i in nums else a
+                                            for i, a in enumerate(args)), kwargs))
+    return fun(*_replace(args, nums, dyn), **kwargs)
+
+
+def _make_vjp(fun: Callable[[list[Any]], Any], xs: Sequence[Any]
+              ) -> tuple[Callable[[Any], tuple[Any, ...]], Any]:
+    """autograd's ``make_vjp`` over a list of inputs, each boxed under a root of its own.
+
+    ``fun`` receives the list of boxes. The returned function maps the output's cotangent
+    to a tuple with one cotangent per input. Boxing the inputs one by one, rather than
+    boxing a tuple of them, keeps a dict of parameters off the tape: indexing a boxed
+    tuple is itself recorded, and its VJP builds zeros for every other element.
+    Constants boxed by :func:`_call_with_constants` add roots that no cotangent reaches.
+    """
+    from autograd.core import add_outgrads, vspace
+    from autograd.tracer import isbox, new_box, toposort, trace_stack
+
+    node_type = _node_type()
+    starts = [node_type.new_root() for _ in xs]
+    with trace_stack.new_trace() as trace:
+        end = fun([new_box(x, trace, start) for x, start in zip(xs, starts, strict=True)])
+    end_value, end_node = (end._value, end._node) if isbox(end) and end._trace == trace \
+        else (end, None)
+
+    def vjp(g: Any) -> tuple[Any, ...]:
+        found: dict[int, Any] = {}
+        if end_node is not None:
+            outgrads = {end_node: (g, False)}
+            for node in toposort(end_node):
+                outgrad = outgrads.pop(node)
+                if not node.parents:  # a root: an input (constants are never reached)
+                    found[id(node)] = outgrad[0]
+                    continue
+                for parent, ingrad in zip(node.parents, node.vjp(outgrad[0]), strict=False):
+                    outgrads[parent] = add_outgrads(outgrads.get(parent), ingrad)
+        return tuple(_cotangent_for(found[id(start)], x) if id(start) in found
+                     else vspace(x).zeros() for start, x in zip(starts, xs, strict=True))
+
+    return vjp, end_value
+
+
+def _cotangent_for(g: Any, x: Any) -> Any:
+    """``g`` as the cotangent of input ``x``: an array (not a NumPy scalar) of its shape.
+
+    A few of autograd's VJPs (``where``, ``cross``) return the cotangent of a broadcast
+    operand in the broadcast shape; the transpose of broadcasting sums over those axes.
+    """
+    import autograd.numpy as anp
+    import numpy as np
+    from autograd.tracer import isbox
+
+    if not isbox(g) and type(g) is not np.ndarray:
+        g = np.asarray(g)  # autograd gives NumPy scalars for 0-d values
+    shape = anp.shape(x)
+    g_shape = anp.shape(g)
+    if g_shape == shape:
+        return g
+    lead = len(g_shape) - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape)
+                                      if d == 1 and g_shape[lead + i] != 1)
+    return anp.reshape(anp.sum(g, axis=axes, keepdims=True), shape)
+
+
+def _unbox_from(trace: Any, tree: Any) -> Any:
+    """``tree`` with boxes of ``trace`` replaced by their values (aux leaves JAX returns)."""
+    from autograd.tracer import isbox
+
+    from unijax.tree_util import tree_map
+
+    return tree_map(lambda v: v._value if isbox(v) and v._trace == trace else v, tree)
+
+
+def _flat_vjp(fun: Callable[..., Any], primals: tuple[Any, ...], has_aux: bool) -> Any:
+    """``make_vjp`` over the leaves of ``primals``: (out, vjp on out-leaves, aux, treedef)."""
+    from autograd.builtins import tuple as atuple
+
+    from unijax.tree_util import tree_flatten, tree_unflatten
+
+    leaves, treedef = tree_flatten(primals)
+    found: dict[str, Any] = {}
+
+    def flat_fun(flat: list[Any]) -> Any:
+        out = fun(*tree_unflatten(treedef, flat))
+        if has_aux:
+            out, aux = out
+            found["aux"] = _unbox_from(flat[0]._trace if flat else None, aux)
+        out_leaves, found["out_tree"] = tree_flatten(out)
+        return atuple(out_leaves)
+
+    raw_vjp, out_leaves = _make_vjp(flat_fun, leaves)
+    out = tree_unflatten(found["out_tree"], list(out_leaves))
+    return out, raw_vjp, found.get("aux"), treedef, found["out_tree"]
+
+
+def vjp(fun: Callable[..., Any], *primals: Any, has_aux: bool = False) -> Any:
+    """``jax.vjp`` on Autograd: ``(out, vjp_fn)`` or ``(out, vjp_fn, aux)``.
+
+    Example:
+        >>> import numpy as np
+        >>> out, vjp_fn = vjp(lambda x: x * 3.0, np.ones(2))
+        >>> vjp_fn(np.ones(2))
+        (array([3., 3.]),)
+    """
+    from unijax.tree_util import tree_flatten, tree_unflatten
+
+    out, raw_vjp, aux, treedef, out_tree = _flat_vjp(fun, primals, has_aux)
+
+    def vjp_fn(ct: Any) -> tuple[Any, ...]:
+        ct_leaves, ct_tree = tree_flatten(ct)
+        if ct_tree != out_tree:
+            raise ValueError(f"vjp_fn expected a cotangent with structure {out_tree}, "
+                             f"got {ct_tree}")
+        return tuple(tree_unflatten(treedef, list(raw_vjp(tuple(ct_leaves)))))
+
+    return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
+
+
+def value_and_grad(fun: Callable[..., Any], argnums: int | tuple[int, ...] = 0,
+                   has_aux: bool = False) -> Callable[..., Any]:
+    """``jax.value_and_grad`` on Autograd (pytree arguments, tuple ``argnums``).
+
+    Example:
+        >>> import numpy as np
+        >>> value_and_grad(lambda p: (p["w"] ** 2).sum())({"w": np.ones(2)})
+        (np.float64(2.0), {'w': array([2., 2.])})
+    """
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+
+    def value_and_grad_fun(*args: Any, **kwargs: Any) -> Any:
+        from autograd.extend import vspace
+
+        from unijax.errors import NonScalarOutputError, message
+        from unijax.tree_util import tree_unflatten
+
+        def partial(*dyn: Any) -> Any:
+            return _call_with_constants(fun, args, kwargs, nums, dyn)
+
+        dyn = tuple(args[i] for i in nums)
+        out, raw_vjp, aux, in_tree, out_tree = _flat_vjp(partial, dyn, has_aux)
+        space = vspace(out) if out_tree.num_leaves == 1 else None
+        if space is None or space.size != 1 or space.iscomplex:
+            raise NonScalarOutputError(message(
+                f"grad({getattr(fun, '__name__', 'fun')}) needs a real scalar output",
+                got=f"shape {getattr(out, 'shape', ())}" if space else f"a {type(out).__name__}",
+                fix="Reduce it (xp.sum) or use jacrev."))
+        grads = tree_unflatten(in_tree, list(raw_vjp((space.ones(),))))
+        grads = grads[0] if isinstance(argnums, int) else grads
+        return ((out, aux), grads) if has_aux else (out, grads)
+
+    return value_and_grad_fun
+
+
+def grad(fun: Callable[..., Any], argnums: int | tuple[int, ...] = 0,
+         has_aux: bool = False) -> Callable[..., Any]:
+    """``jax.grad`` on Autograd; plain ``autograd.grad`` when differentiating one array.
+
+    Example:
+        >>> import numpy as np
+        >>> grad(lambda x, y: (x * y).sum(), argnums=(0, 1))(np.ones(2), 2.0)
+        (array([2., 2.]), array(2.))
+    """
+    general = value_and_grad(fun, argnums, has_aux)
+    if isinstance(argnums, int) and not has_aux:
+        import autograd
+        import numpy as np
+        from autograd.numpy.numpy_boxes import ArrayBox
+
+        direct = autograd.grad(fun, argnums)
+        leaf_types = frozenset({np.ndarray, ArrayBox, float, np.float64, np.float32})
+
+        def grad_fun(*args: Any, **kwargs: Any) -> Any:
+            # One array argument and no other arrays to box: autograd's own speed.
+            if type(args[argnums]) in leaf_types and not kwargs and not any(
+                    type(a) is np.ndarray for i, a in enumerate(args) if i != argnums):
+                return direct(*args, **kwargs)
+            return general(*args, **kwargs)[1]
+
+        return grad_fun
+
+    def grad_aux_fun(*args: Any, **kwargs: Any) -> Any:
+        value, grads = general(*args, **kwargs)
+        return (grads, value[1]) if has_aux else grads
+
+    return grad_aux_fun
+
+
+def jacrev(fun: Callable[..., Any], argnums: int | tuple[int, ...] = 0,
+           has_aux: bool = False) -> Callable[..., Any]:
+    """``jax.jacrev`` on Autograd: one backward pass per output element.
+
+    Example:
+        >>> import numpy as np
+        >>> jacrev(lambda x: x ** 2)(np.arange(2.0))
+        array([[0., 0.],
+               [0., 2.]])
+    """
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+
+    def jac_fun(*args: Any, **kwargs: Any) -> Any:
+        import autograd.numpy as anp
+
+        from unijax.tree_util import tree_flatten, tree_leaves, tree_unflatten
+
+        def partial(*dyn: Any) -> Any:
+            return _call_with_constants(fun, args, kwargs, nums, dyn)
+
+        dyn = tuple(args[i] for i in nums)
+        out, raw_vjp, aux, in_tree, out_tree = _flat_vjp(partial, dyn, has_aux)
+        out_leaves = tree_leaves(out)
+        in_leaves, _ = tree_flatten(dyn)
+        blocks = []
+        for j, o in enumerate(out_leaves):
+            o_shape = tuple(anp.shape(o))
+            size = int(anp.prod(o_shape)) if o_shape else 1
+            basis = anp.eye(size, dtype=anp.result_type(o)).reshape((size, *o_shape))
+            rows = []
+            for k in range(size):
+                ct = [anp.zeros(anp.shape(v), anp.result_type(v)) for v in out_leaves]
+                ct[j] = basis[k]
+                rows.append(tree_leaves(tuple(raw_vjp(tuple(ct)))))
+            per_in = [
+                anp.reshape(anp.stack([r[i] for r in rows]), o_shape + tuple(anp.shape(x)))
+                for i, x in enumerate(in_leaves)
+            ]
+            in_jac = tree_unflatten(in_tree, per_in)
+            blocks.append(in_jac[0] if isinstance(argnums, int) else in_jac)
+        jac = tree_unflatten(out_tree, blocks)
+        return (jac, aux) if has_aux else jac
+
+    return jac_fun

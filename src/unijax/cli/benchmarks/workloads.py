@@ -1,0 +1,433 @@
+"""The benchmark workloads: data, the variants that run them, and the targets.
+
+A :class:`Workload` owns its data (generated with NumPy from fixed seeds) and a tuple of
+:class:`Variant` objects. A variant is one way of computing the workload: unijax on a
+backend (``grad``, ``jit(grad)``, ``vmap(grad)`` ...) or a native library used directly
+(``autograd.grad``, ``jax.jit(jax.grad)``, the plain NumPy forward pass). Building a
+variant converts the data to its library and returns a zero-argument callable; nothing is
+imported until a variant is built, so listing workloads is free.
+
+:data:`TARGETS` are the figures the project quotes (``benchmarks/README.md``); the harness
+evaluates each from the same run's measurements.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from unijax.cli.benchmarks import programs as P
+
+__all__ = [
+    "BACKENDS",
+    "TARGETS",
+    "WORKLOADS",
+    "Target",
+    "Variant",
+    "Workload",
+    "get_workload",
+]
+
+#: The unijax backends every workload runs on (those installed).
+BACKENDS = ("numpy", "autograd", "jax", "array_api_strict")
+
+Data = Any
+Thunk = Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of computing a workload.
+
+    Attributes:
+        key: Stable identifier, ``"unijax/<backend>/<transform>"`` or
+            ``"native/<library>/<transform>"``.
+        library: The array library it needs (the backend's name for unijax variants).
+        kind: ``"unijax"`` or ``"native"``.
+        transform: What is timed, e.g. ``"grad"``, ``"jit(grad)"``, ``"forward"``.
+        output: What it returns (``"value"``, ``"grad"``): variants with the same output
+            must agree numerically, which the harness checks before timing.
+        build: Converts the workload's NumPy data and returns the zero-argument callable
+            that is timed.
+        baseline: Key of the native variant its ratio is taken against (the library a
+            user of that array type would otherwise use), or None.
+    """
+
+    key: str
+    library: str
+    kind: str
+    transform: str
+    output: str
+    build: Callable[[Data], Thunk]
+    baseline: str | None = None
+
+    @property
+    def label(self) -> str:
+        """A short human label, e.g. ``"unijax jit(grad) [numpy]"``."""
+        if self.kind == "unijax":
+            return f"unijax {self.transform} [{self.library}]"
+        return _NATIVE_LABELS.get(self.key.partition("/")[2], self.key)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A benchmark: a program, its data at each size, and the variants that compute it.
+
+    Attributes:
+        name: Identifier used by ``unijax bench --workload``.
+        title: One line shown in tables; ``{key}`` fields are filled from the size.
+        sizes: Problem sizes per preset: ``"full"`` and ``"smoke"`` (tiny, for tests), and
+            optionally ``"quick"`` (default: the full size).
+        make_data: Builds the NumPy data from a size mapping (deterministic).
+        variants: Every variant; those whose library is missing are skipped.
+        rounds_factor: Runs this many times the preset's rounds. A per-call overhead of a
+            microsecond on a call of tens of microseconds needs many paired rounds
+            before the median difference settles.
+    """
+
+    name: str
+    title: str
+    sizes: Mapping[str, Mapping[str, int]]
+    make_data: Callable[[Mapping[str, int]], Data]
+    variants: tuple[Variant, ...] = field(default=())
+    rounds_factor: int = 1
+
+
+@dataclass(frozen=True)
+class Target:
+    """A quoted figure: a comparison of two variants of one workload.
+
+    Attributes:
+        id: Identifier in the JSON report.
+        description: The claim, as quoted.
+        workload: Workload name (``"memory"`` for the peak-memory comparison).
+        numerator: Variant key measured.
+        denominator: Variant key compared with.
+        kind: ``"ratio"`` (numerator/denominator time <= threshold), ``"speedup"``
+            (denominator/numerator >= threshold), ``"overhead"`` (numerator -
+            denominator seconds per call <= threshold) or ``"memory"`` (peak-memory ratio
+            <= threshold).
+        threshold: The target value.
+    """
+
+    id: str
+    description: str
+    workload: str
+    numerator: str
+    denominator: str
+    kind: str
+    threshold: float
+
+
+# --- building variants -----------------------------------------------------------------------
+
+
+def _jax_sync(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` followed by ``block_until_ready``: JAX dispatches asynchronously."""
+    import jax
+
+    def call(*args: Any) -> Any:
+        return jax.block_until_ready(fn(*args))
+
+    return call
+
+
+def _unijax_data(data: Data, backend: str) -> Data:
+    import unijax
+
+    return unijax.tree.tree_map(lambda a: unijax.asarray(a, backend=backend), data)
+
+
+def _jax_data(data: Data) -> Data:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # the workloads are float64 everywhere
+    return jax.tree_util.tree_map(jax.numpy.asarray, data)
+
+
+def _bind(fn: Callable[..., Any], data: Data) -> Thunk:
+    return functools.partial(fn, *data)
+
+
+def _unijax_transform(fun: Callable[..., Any], transform: str, backend: str,
+                      in_axes: Any) -> Callable[..., Any]:
+    import unijax
+
+    grad = functools.partial(unijax.grad, backend=backend)
+    jit = functools.partial(unijax.jit, backend=backend)
+    vmap = functools.partial(unijax.vmap, in_axes=in_axes, backend=backend)
+    table: dict[str, Callable[[], Callable[..., Any]]] = {
+        "grad": lambda: grad(fun),
+        "jit(grad)": lambda: jit(grad(fun)),
+        "jit": lambda: jit(fun),
+        "vmap(grad)": lambda: vmap(grad(fun)),
+        "jit(vmap(grad))": lambda: jit(vmap(grad(fun))),
+    }
+    return table[transform]()
+
+
+def _jax_transform(fun: Callable[..., Any], transform: str, in_axes: Any) -> Callable[..., Any]:
+    import jax
+
+    table: dict[str, Callable[[], Callable[..., Any]]] = {
+        "grad": lambda: jax.grad(fun),
+        "jit(grad)": lambda: jax.jit(jax.grad(fun)),
+        "jit": lambda: jax.jit(fun),
+        "vmap(grad)": lambda: jax.vmap(jax.grad(fun), in_axes=in_axes),
+        "jit(vmap(grad))": lambda: jax.jit(jax.vmap(jax.grad(fun), in_axes=in_axes)),
+    }
+    return table[transform]()
+
+
+def unijax_variant(fun: Callable[..., Any], backend: str, transform: str, *,
+                   in_axes: Any = 0, baseline: str | None = None) -> Variant:
+    """unijax's ``transform`` of the Array API function ``fun`` on ``backend``."""
+
+    def build(data: Data) -> Thunk:
+        fn = _unijax_transform(fun, transform, backend, in_axes)
+        args = _unijax_data(data, backend)
+        return _bind(_jax_sync(fn) if backend == "jax" else fn, args)
+
+    output = "value" if transform == "jit" else "grad"
+    return Variant(f"unijax/{backend}/{transform}", backend, "unijax", transform, output, build,
+                   baseline)
+
+
+def jax_variant(fun: Callable[..., Any], transform: str, *, in_axes: Any = 0) -> Variant:
+    """Raw JAX: ``jax.grad``/``jax.jit``/``jax.vmap`` of the same Array API function."""
+
+    def build(data: Data) -> Thunk:
+        args = _jax_data(data)
+        return _bind(_jax_sync(_jax_transform(fun, transform, in_axes)), args)
+
+    output = "value" if transform == "jit" else "grad"
+    return Variant(f"native/jax/{transform}", "jax", "native", transform, output, build)
+
+
+def numpy_forward(twin: Callable[..., Any]) -> Variant:
+    """The plain NumPy forward pass (the twin with ``np=numpy``)."""
+
+    def build(data: Data) -> Thunk:
+        import numpy
+
+        return _bind(functools.partial(twin, numpy), data)
+
+    return Variant("native/numpy/forward", "numpy", "native", "forward", "value", build)
+
+
+def autograd_grad(twin: Callable[..., Any]) -> Variant:
+    """``autograd.grad`` of the twin with ``np=autograd.numpy``."""
+
+    def build(data: Data) -> Thunk:
+        import autograd
+        import autograd.numpy as anp
+
+        return _bind(autograd.grad(functools.partial(twin, anp)), data)
+
+    return Variant("native/autograd/grad", "autograd", "native", "grad", "grad", build)
+
+
+def autograd_loop(twin: Callable[..., Any]) -> Variant:
+    """A Python loop of ``autograd.grad`` over the examples, stacked like ``vmap``'s output."""
+
+    def build(data: Data) -> Thunk:
+        import autograd
+        import autograd.numpy as anp
+        import numpy
+
+        g = autograd.grad(functools.partial(twin, anp))
+        params, x, onehot = data
+
+        def per_example() -> Any:
+            grads = [g(params, x[i], onehot[i]) for i in range(x.shape[0])]
+            return {k: numpy.stack([gi[k] for gi in grads]) for k in grads[0]}
+
+        return per_example
+
+    return Variant("native/autograd/loop of grad", "autograd", "native", "loop of grad", "grad",
+                   build)
+
+
+def _baseline(backend: str, transform: str, numpy_family: str) -> str:
+    # The library a user of these arrays would otherwise use: autograd for NumPy-like
+    # arrays, JAX's own transform for JAX arrays.
+    return f"native/jax/{transform}" if backend == "jax" else numpy_family
+
+
+def _standard_variants(fun: Callable[..., Any], twin: Callable[..., Any]) -> tuple[Variant, ...]:
+    """forward, autograd.grad, jax.grad, jax.jit(jax.grad), unijax grad/jit(grad) everywhere."""
+    natives = (numpy_forward(twin), autograd_grad(twin), jax_variant(fun, "grad"),
+               jax_variant(fun, "jit(grad)"))
+    ours = tuple(
+        unijax_variant(fun, b, t, baseline=_baseline(b, t, "native/autograd/grad"))
+        for b in BACKENDS for t in ("grad", "jit(grad)"))
+    return natives + ours
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+def _mlp_params(rng: Any, d: int, h: int, c: int) -> dict[str, Any]:
+    import numpy as np
+
+    return {"w1": rng.standard_normal((d, h)) / np.sqrt(d), "b1": 0.1 * rng.standard_normal(h),
+            "w2": rng.standard_normal((h, c)) / np.sqrt(h), "b2": 0.1 * rng.standard_normal(c)}
+
+
+def mlp_data(size: Mapping[str, int]) -> Data:
+    """``(params, x, onehot)`` for the MLP workloads (float64)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    params = _mlp_params(rng, size["D"], size["H"], size["C"])
+    x = rng.standard_normal((size["B"], size["D"]))
+    onehot = np.eye(size["C"])[rng.integers(0, size["C"], size["B"])]
+    return params, x, onehot
+
+
+def loop_data(size: Mapping[str, int]) -> Data:
+    """``(x,)`` with ``n`` elements."""
+    import numpy as np
+
+    return (np.linspace(-1.0, 1.0, size["n"]),)
+
+
+def gp_data(size: Mapping[str, int]) -> Data:
+    """``(params, x, y)``: noisy samples of a smooth function in 2-d."""
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-3.0, 3.0, (size["N"], 2))
+    y = np.sin(x[:, 0]) * np.cos(x[:, 1]) + 0.1 * rng.standard_normal(size["N"])
+    params = {"log_lengthscale": np.asarray(0.0), "log_variance": np.asarray(0.0),
+              "log_noise": np.asarray(np.log(0.1))}
+    return params, x, y
+
+
+def elementwise_data(size: Mapping[str, int]) -> Data:
+    """``(x,)`` with ``n`` elements."""
+    import numpy as np
+
+    return (np.random.default_rng(3).standard_normal(size["n"]),)
+
+
+def tiny_data(size: Mapping[str, int]) -> Data:
+    """``(x, y)`` with ``n`` elements each."""
+    import numpy as np
+
+    return np.linspace(0.1, 0.3, size["n"]), np.linspace(1.0, 2.0, size["n"])
+
+
+# --- the workloads ---------------------------------------------------------------------------
+
+_PER_EXAMPLE_AXES = (None, 0, 0)
+
+_MLP_SIZES = {"full": {"D": 128, "H": 256, "C": 10, "B": 256},
+              "smoke": {"D": 8, "H": 16, "C": 3, "B": 8}}
+
+WORKLOADS: tuple[Workload, ...] = (
+    Workload("mlp", "MLP softmax cross-entropy, gradient (D={D}, H={H}, C={C}, batch {B})",
+             _MLP_SIZES, mlp_data, _standard_variants(P.mlp_loss, P.mlp_loss_native)),
+    Workload(
+        "per_example",
+        "per-example gradients of the MLP loss, vmap(grad, in_axes=(None, 0, 0)), batch {B}",
+        {"full": {**_MLP_SIZES["full"], "B": 128}, "smoke": {**_MLP_SIZES["smoke"], "B": 4}},
+        mlp_data,
+        (autograd_loop(P.example_loss_native),
+         jax_variant(P.example_loss, "vmap(grad)", in_axes=_PER_EXAMPLE_AXES),
+         jax_variant(P.example_loss, "jit(vmap(grad))", in_axes=_PER_EXAMPLE_AXES),
+         *(unijax_variant(P.example_loss, b, t, in_axes=_PER_EXAMPLE_AXES,
+                          baseline=_baseline(b, t, "native/autograd/loop of grad"))
+           for b in BACKENDS for t in ("vmap(grad)", "jit(vmap(grad))"))),
+    ),
+    Workload("loop", f"{P.LOOP_STEPS} steps of sin(x)*0.9 + cos(x)*0.1 on {{n}} elements, "
+             "gradient (per-op overhead)", {"full": {"n": 16}, "smoke": {"n": 4}},
+             loop_data, _standard_variants(P.loop, P.loop_native)),
+    Workload("gp", "Gaussian-process NLL (RBF, N={N}, cholesky + solve), gradient",
+             {"full": {"N": 400}, "smoke": {"N": 12}}, gp_data,
+             _standard_variants(P.gp_nll, P.gp_nll_native)),
+    Workload("elementwise", "sum(exp(-x*x)*sin(x) + 0.5*x) on {n:,} elements, gradient",
+             # quick: 10^6, or this one workload alone would take the whole minute
+             {"full": {"n": 10_000_000}, "quick": {"n": 1_000_000}, "smoke": {"n": 1000}},
+             elementwise_data,
+             _standard_variants(P.elementwise, P.elementwise_native)),
+    Workload(
+        "tiny", "per-call overhead: sum(sin(x)*y) on {n} elements, jit(f) and grad(f)",
+        {"full": {"n": 3}, "smoke": {"n": 3}}, tiny_data,
+        (numpy_forward(P.tiny_native), autograd_grad(P.tiny_native),
+         jax_variant(P.tiny, "jit"), jax_variant(P.tiny, "grad"),
+         *(unijax_variant(P.tiny, b, t, baseline=_baseline(
+             b, t, "native/numpy/forward" if t == "jit" else "native/autograd/grad"))
+           for b in BACKENDS for t in ("jit", "grad"))),
+        rounds_factor=6,
+    ),
+)
+
+_NATIVE_LABELS = {
+    "numpy/forward": "NumPy forward pass",
+    "autograd/grad": "autograd.grad",
+    "autograd/loop of grad": "Python loop of autograd.grad",
+    "jax/grad": "jax.grad",
+    "jax/jit(grad)": "jax.jit(jax.grad)",
+    "jax/jit": "jax.jit",
+    "jax/vmap(grad)": "jax.vmap(jax.grad)",
+    "jax/jit(vmap(grad))": "jax.jit(jax.vmap(jax.grad))",
+}
+
+
+def get_workload(name: str) -> Workload:
+    """The workload called ``name``.
+
+    Raises:
+        KeyError: No such workload; the message lists the valid names.
+    """
+    for w in WORKLOADS:
+        if w.name == name:
+            return w
+    raise KeyError(f"no benchmark workload {name!r}; choose from "
+                   f"{', '.join(w.name for w in WORKLOADS)}")
+
+
+def _t(id: str, description: str, workload: str, numerator: str, denominator: str, kind: str,
+       threshold: float) -> Target:
+    return Target(id, description, workload, numerator, denominator, kind, threshold)
+
+
+_AG, _NP = "native/autograd/grad", "unijax/numpy"
+
+#: The figures quoted by the project, each evaluated from one run.
+TARGETS: tuple[Target, ...] = (
+    *(_t(f"numpy_grad_vs_autograd_{w}", f"NumPy-engine grad <= 0.7x autograd.grad time ({w})",
+         w, f"{_NP}/grad", _AG, "ratio", 0.7) for w in ("mlp", "loop", "gp")),
+    _t("numpy_grad_vs_forward_mlp", "NumPy-engine grad <= 4x the NumPy forward pass (mlp)",
+       "mlp", f"{_NP}/grad", "native/numpy/forward", "ratio", 4.0),
+    _t("numpy_grad_peak_memory_mlp", "peak memory of grad on the MLP <= autograd's",
+       "memory", f"{_NP}/grad", _AG, "memory", 1.0),
+    _t("per_example_vs_autograd_loop", "per-example grads, NumPy vmap(grad) >= 10x faster "
+       "than a Python loop of autograd.grad", "per_example", f"{_NP}/vmap(grad)",
+       "native/autograd/loop of grad", "speedup", 10.0),
+    _t("per_example_vs_jax_jit", "per-example grads, NumPy vmap(grad) within 2x of "
+       "jax.jit(jax.vmap(jax.grad))", "per_example", f"{_NP}/vmap(grad)",
+       "native/jax/jit(vmap(grad))", "ratio", 2.0),
+    _t("per_example_jit_vs_jax_jit", "per-example grads, NumPy jit(vmap(grad)) within 2x of "
+       "jax.jit(jax.vmap(jax.grad))", "per_example", f"{_NP}/jit(vmap(grad))",
+       "native/jax/jit(vmap(grad))", "ratio", 2.0),
+    _t("loop_jit_vs_autograd", "50-step loop, NumPy jit(grad) >= 8x faster than autograd.grad",
+       "loop", f"{_NP}/jit(grad)", _AG, "speedup", 8.0),
+    _t("loop_jit_vs_eager", "50-step loop, NumPy jit(grad) >= 4x faster than eager grad",
+       "loop", f"{_NP}/jit(grad)", f"{_NP}/grad", "speedup", 4.0),
+    _t("mlp_jit_vs_jax_jit", "MLP, NumPy jit(grad) within 1.5x of jax.jit(jax.grad)", "mlp",
+       f"{_NP}/jit(grad)", "native/jax/jit(grad)", "ratio", 1.5),
+    _t("jax_jit_overhead_tiny", "unijax.jit on JAX <= 1 us extra per call vs jax.jit (tiny)",
+       "tiny", "unijax/jax/jit", "native/jax/jit", "overhead", 1e-6),
+    _t("jax_grad_overhead_tiny", "unijax.grad on JAX <= 1 us extra per call vs jax.grad "
+       "(tiny)", "tiny", "unijax/jax/grad", "native/jax/grad", "overhead", 1e-6),
+    _t("jax_grad_mlp", "unijax.grad on JAX <= 1.05x jax.grad (mlp)", "mlp", "unijax/jax/grad",
+       "native/jax/grad", "ratio", 1.05),
+    _t("jax_jit_grad_mlp", "unijax.jit(grad) on JAX <= 1.05x jax.jit(jax.grad) (mlp)", "mlp",
+       "unijax/jax/jit(grad)", "native/jax/jit(grad)", "ratio", 1.05),
+    *(_t(f"autograd_grad_{w}", f"unijax.grad on Autograd <= 1.05x autograd.grad ({w})", w,
+         "unijax/autograd/grad", _AG, "ratio", 1.05) for w in ("mlp", "loop", "gp")),
+)

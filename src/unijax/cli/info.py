@@ -1,0 +1,135 @@
+"""``unijax info``: installed backends, versions, devices, capabilities and the selection.
+
+Uses rich tables when rich is installed (``pip install "unijax[cli]"``), plain text
+otherwise or with ``--plain``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from unijax.dispatch.config import config
+from unijax.dispatch.plugins import PluginInfo, list_backends
+from unijax.dispatch.selection import explain_backend
+from unijax.errors import UnijaxError
+
+__all__ = ["collect", "main"]
+
+_HEADERS = ("backend", "status", "version", "devices", "native transforms", "capabilities")
+
+
+def _safe(fn: Any) -> str:
+    try:
+        return str(fn())
+    except Exception as err:  # a broken library must not hide the other backends
+        return f"error: {type(err).__name__}: {err}"
+
+
+def _row(info: PluginInfo) -> tuple[str, ...]:
+    b = info.backend
+    if b is None:
+        return (info.name, "not allowed" if not info.allowed else "broken", "", "", "",
+                info.error or "")
+    if not b.available:
+        return (info.name, f"missing: {b.install_hint}", "", "", "", "")
+    caps = b.capabilities
+    flags = [name for name, on in (("forward AD", caps.forward_ad), ("reverse AD",
+             caps.reverse_ad), ("x64", caps.x64), ("mutable", caps.mutable_arrays),
+             ("compiler", caps.compiler or b.compiler is not None)) if on]
+    version = _safe(b.version) if b.version is not None else "unknown"
+    devices = _safe(lambda: ", ".join(str(d) for d in b.devices()))
+    native = ", ".join(sorted(caps.native)) or "none (unijax engine)"
+    return (info.name, "available", version, devices, native, ", ".join(flags))
+
+
+def collect() -> dict[str, Any]:
+    """Everything ``unijax info`` shows, as plain data.
+
+    Example:
+        >>> data = collect()
+        >>> [row[0] for row in data["backends"] if row[0] == "numpy"]
+        ['numpy']
+    """
+    try:
+        selection = str(explain_backend())
+    except UnijaxError as err:
+        selection = f"{type(err).__name__}: {err}"
+    options = []
+    for opt in config.options():
+        try:
+            options.append((opt.name, repr(config.read(opt.name)),
+                            config.source(opt.name)))
+        except UnijaxError as err:
+            options.append((opt.name, "invalid", str(err)))
+    from importlib import metadata
+
+    return {
+        "unijax": metadata.version("unijax"),
+        "python": f"{platform.python_version()} ({sys.executable})",
+        "backends": [_row(info) for info in list_backends()],
+        "selection": selection,
+        "options": options,
+    }
+
+
+def _print_plain(data: dict[str, Any]) -> None:
+    print(f"unijax {data['unijax']} on Python {data['python']}")
+    print("\nBackends:")
+    for row in data["backends"]:
+        print(f"  {row[0]}: {row[1]}")
+        for header, value in zip(_HEADERS[2:], row[2:], strict=True):
+            if value:
+                print(f"      {header}: {value}")
+    print(f"\nSelected: {data['selection']}")
+    print("\nOptions:")
+    for name, value, source in data["options"]:
+        print(f"  {name} = {value}  ({source})")
+
+
+def _print_rich(data: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"unijax {data['unijax']} on Python {data['python']}", markup=False)
+    table = Table(title="Backends")
+    for header in _HEADERS:
+        table.add_column(header)
+    for row in data["backends"]:
+        table.add_row(*map(escape, row))
+    console.print(table)
+    console.print(f"Selected: {data['selection']}", markup=False)
+    options = Table(title="Options")
+    for header in ("option", "value", "source"):
+        options.add_column(header)
+    for row in data["options"]:
+        options.add_row(*map(escape, row))
+    console.print(options)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the report; returns 0.
+
+    Example:
+        >>> main(["--plain"])  # doctest: +ELLIPSIS
+        unijax ...
+        0
+    """
+    parser = argparse.ArgumentParser(prog="unijax info", description=__doc__.splitlines()[0])
+    parser.add_argument("--plain", action="store_true", help="plain text, even with rich")
+    args = parser.parse_args(argv)
+    data = collect()
+    try:
+        if args.plain:
+            raise ImportError
+        import rich  # noqa: F401
+    except ImportError:
+        _print_plain(data)
+    else:
+        _print_rich(data)
+    return 0

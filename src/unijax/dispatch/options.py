@@ -1,0 +1,376 @@
+"""unijax's options: one table, four sources, context-local overrides.
+
+Each option is read, most important first, from: a context manager (``use_backend``,
+``use_default_float_dtype``; held in :mod:`contextvars`, so threads and asyncio tasks
+never see each other's choice), a process-wide setter (``set_backend``,
+``config.update``), an environment variable, the ``[tool.unijax]`` table of the nearest
+``pyproject.toml`` (or the TOML file named by ``UNIJAX_CONFIG``), and the default.
+
+The environment and the file are read once and cached; :func:`reload` reads them again.
+Reading an option on the hot path is a context-variable get plus a cached lookup.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import difflib
+import os
+import re
+import threading
+import tomllib
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from unijax.errors import ConfigError, message
+
+__all__ = [
+    "Option",
+    "clear_runtime",
+    "configured_backend",
+    "context_backend",
+    "default_float_dtype",
+    "options",
+    "read",
+    "reload",
+    "set_runtime",
+    "subscribe",
+    "unsubscribe",
+]
+
+CONFIG_ENV = "UNIJAX_CONFIG"
+FLOAT_DTYPES = ("float64", "float32")
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+# --- validators: value -> normalised value, or ValueError(text of the valid choices) -----
+
+
+def _check_backend(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and _NAME_RE.match(value.strip()):
+        return value.strip()
+    raise ValueError("a backend name such as 'numpy' or 'jax'")
+
+
+def _check_float_dtype(value: Any) -> str:
+    name = getattr(value, "name", None) or getattr(value, "__name__", None) or value
+    if isinstance(name, str) and name.strip().lower() in FLOAT_DTYPES:
+        return name.strip().lower()
+    raise ValueError("one of 'float64', 'float32'")
+
+
+def _check_plugins(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+        if not value:
+            return None
+    if isinstance(value, list | tuple) and all(
+        isinstance(v, str) and _NAME_RE.match(v.strip()) for v in value
+    ):
+        return tuple(v.strip() for v in value)
+    raise ValueError("a comma-separated list of backend names, e.g. 'numpy,jax'")
+
+
+def _check_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError("a boolean: 1/true/yes/on or 0/false/no/off")
+
+
+def _check_cache_size(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ValueError("a non-negative integer (0 disables the cache)")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One configuration option.
+
+    Attributes:
+        name: The option's name (``config.read(name)``, the key in ``[tool.unijax]``).
+        default: The value used when no source sets it.
+        env: The environment variable that sets it.
+        help: One line on what it does.
+        validate: Normalises a value or raises ``ValueError`` saying what is valid.
+
+    Example:
+        >>> import unijax
+        >>> opt = unijax.config.options()[1]
+        >>> opt.name, opt.env, opt.validate("FLOAT32")
+        ('default_float_dtype', 'UNIJAX_DEFAULT_FLOAT_DTYPE', 'float32')
+    """
+
+    name: str
+    default: Any
+    env: str
+    help: str
+    validate: Callable[[Any], Any]
+
+
+_OPTIONS: dict[str, Option] = {
+    opt.name: opt
+    for opt in (
+        Option("backend", None, "UNIJAX_BACKEND",
+               "Backend used when no argument or context chooses one.", _check_backend),
+        Option("default_float_dtype", "float64", "UNIJAX_DEFAULT_FLOAT_DTYPE",
+               "Dtype of floating-point data created by unijax ('float64' or 'float32').",
+               _check_float_dtype),
+        Option("plugins", None, "UNIJAX_PLUGINS",
+               "Allow-list of backend plugins (comma separated); unset allows all.",
+               _check_plugins),
+        Option("disable_plugin_autoload", False, "UNIJAX_DISABLE_PLUGIN_AUTOLOAD",
+               "Load no entry-point plugin except those named in 'plugins'.", _check_bool),
+        Option("jit_cache_size", 256, "UNIJAX_JIT_CACHE_SIZE",
+               "Compiled programs kept per jitted function (0 disables caching).",
+               _check_cache_size),
+    )
+}
+
+# Context-local overrides; None means "not set in this context".
+_backend_ctx: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "unijax_backend", default=None)
+_float_ctx: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "unijax_default_float_dtype", default=None)
+
+_lock = threading.RLock()
+_runtime: dict[str, tuple[Any, str]] = {}  # name -> (value, how it was set)
+_raw: dict[str, tuple[Any, str, str]] | None = None  # name -> (raw, rule, where); env+file
+_resolved: dict[str, tuple[Any, str, str]] = {}  # name -> (value, rule, reason), cached
+_listeners: list[Callable[[str, Any], None]] = []
+_generation = 0  # bumped on every change, so a lookup racing a change is not cached
+
+
+# --- reading the sources ----------------------------------------------------------------
+
+
+def _find_config_file() -> tuple[Path, dict[str, Any]] | None:
+    explicit = os.environ.get(CONFIG_ENV)
+    if explicit:
+        path = Path(explicit).expanduser()
+        data = _read_toml(path, source=f"{CONFIG_ENV}={explicit}")
+        table = data.get("tool", {}).get("unijax") if "tool" in data else data
+        return path, dict(table or {})
+    for folder in (Path.cwd(), *Path.cwd().parents):
+        path = folder / "pyproject.toml"
+        if path.is_file():
+            table = _read_toml(path, source=str(path)).get("tool", {}).get("unijax")
+            if table is not None:
+                return path, dict(table)
+    return None
+
+
+def _read_toml(path: Path, *, source: str) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(message(
+            f"unijax config file {path} (from {source}) does not exist",
+            fix=f"Create it or unset {CONFIG_ENV}.")) from None
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError(message(
+            f"unijax cannot read config file {path}", got=f"{type(err).__name__}: {err}",
+            fix="Fix the TOML syntax.")) from err
+
+
+def _load_raw() -> dict[str, tuple[Any, str, str]]:
+    """Environment and file values (not yet validated), read once."""
+    global _raw
+    if _raw is not None:
+        return _raw
+    with _lock:
+        if _raw is not None:
+            return _raw
+        raw: dict[str, tuple[Any, str, str]] = {}
+        found = _find_config_file()
+        if found is not None:
+            path, table = found
+            for key, value in table.items():
+                name = key.replace("-", "_")
+                if name not in _OPTIONS:
+                    raise ConfigError(message(
+                        f"unknown unijax option {key!r} in [tool.unijax] of {path}",
+                        expected=f"one of {', '.join(_OPTIONS)}",
+                        fix=_suggest(name, "Remove the key or fix its spelling.")))
+                raw[name] = (value, "config_file", f"[tool.unijax] of {path}")
+        for opt in _OPTIONS.values():
+            value = os.environ.get(opt.env)
+            if value is not None:
+                raw[opt.name] = (value, "env", opt.env)
+        _raw = raw
+        return raw
+
+
+def _suggest(name: str, fallback: str) -> str:
+    close = difflib.get_close_matches(name, list(_OPTIONS), n=1)
+    return f"Did you mean {close[0]!r}?" if close else fallback
+
+
+def _option(name: str) -> Option:
+    try:
+        return _OPTIONS[name]
+    except KeyError:
+        raise ConfigError(message(
+            f"unknown unijax option {name!r}", expected=f"one of {', '.join(_OPTIONS)}",
+            fix=_suggest(name, "See unijax.config.options()."))) from None
+
+
+def _validated(opt: Option, value: Any, source: str, fix: str) -> Any:
+    try:
+        return opt.validate(value)
+    except ValueError as err:
+        raise ConfigError(message(
+            f"invalid value for unijax option {opt.name!r} from {source}",
+            expected=str(err), got=repr(value), fix=fix)) from None
+
+
+def _lookup(name: str) -> tuple[Any, str, str]:
+    """The process-wide value of ``name`` with its rule and a sentence saying why."""
+    try:
+        return _resolved[name]
+    except KeyError:
+        pass
+    opt = _option(name)
+    generation = _generation
+    if name in _runtime:
+        value, how = _runtime[name]
+        entry = (value, "set_backend" if name == "backend" else "set", how)
+    elif name in _load_raw():
+        raw, rule, where = _load_raw()[name]
+        if rule == "env":
+            value = _validated(opt, raw, f"the environment variable {where}",
+                               f"Set {where} to a valid value or unset it.")
+            reason = f"{where}={raw} in the environment"
+        else:
+            value = _validated(opt, raw, where, f"Fix the value of {name!r} in {where}.")
+            reason = f"{name} = {raw!r} in {where}"
+        entry = (value, rule, reason)
+    else:
+        entry = (opt.default, "default", "the default")
+    with _lock:
+        if generation == _generation:
+            _resolved[name] = entry
+    return entry
+
+
+def _changed(name: str, value: Any) -> None:
+    global _generation
+    with _lock:
+        _generation += 1
+        _resolved.clear()
+    _notify(name, value)
+
+
+def _notify(name: str, value: Any) -> None:
+    for listener in list(_listeners):
+        try:
+            listener(name, value)
+        except Exception as err:  # one broken subscriber must not break every update
+            warnings.warn(f"unijax config subscriber {listener!r} raised {err!r}",
+                          RuntimeWarning, stacklevel=3)
+
+
+def configured_backend() -> tuple[str, str, str] | None:
+    """``(name, rule, reason)`` from the process-wide sources, or None (hot path)."""
+    entry = _resolved.get("backend") or _lookup("backend")
+    return None if entry[0] is None else entry
+
+
+def context_backend() -> str | None:
+    """The backend chosen by the innermost ``use_backend`` of this context, if any."""
+    return _backend_ctx.get()
+
+
+
+def read(name: str) -> Any:
+    """The value of option ``name`` in effect here (context overrides included).
+
+    Raises:
+        ConfigError: ``name`` is not an option, or its source holds an invalid value.
+    """
+    if name == "backend" and _backend_ctx.get() is not None:
+        return _backend_ctx.get()
+    if name == "default_float_dtype" and _float_ctx.get() is not None:
+        return _float_ctx.get()
+    return _lookup(name)[0]
+
+
+def set_runtime(name: str, value: Any, how: str) -> None:
+    """Set option ``name`` for the whole process (``value`` already validated)."""
+    with _lock:
+        _runtime[name] = (value, how)
+    _changed(name, value)
+
+
+def clear_runtime(name: str) -> None:
+    """Forget the process-wide setting of ``name`` (environment, file or default again)."""
+    with _lock:
+        _runtime.pop(name, None)
+    _changed(name, None)
+
+
+def subscribe(callback: Callable[[str, Any], None]) -> None:
+    """Call ``callback(name, value)`` after an option changes (``name`` "*" on reload)."""
+    with _lock:
+        if callback not in _listeners:
+            _listeners.append(callback)
+
+
+def unsubscribe(callback: Callable[[str, Any], None]) -> None:
+    """Stop calling ``callback`` (no error if it was not subscribed)."""
+    with _lock:
+        if callback in _listeners:
+            _listeners.remove(callback)
+
+
+def options() -> tuple[Option, ...]:
+    """Every option, in table order."""
+    return tuple(_OPTIONS.values())
+
+
+def reload() -> None:
+    """Read the environment and the config file again (values set at runtime stay).
+
+    Example:
+        >>> import unijax
+        >>> unijax.config.reload()
+    """
+    global _raw
+    with _lock:
+        _raw = None
+    _changed("*", None)
+
+
+def _reset() -> None:
+    """Forget runtime settings too (tests only)."""
+    with _lock:
+        _runtime.clear()
+    reload()
+
+
+
+def default_float_dtype() -> str:
+    """The dtype name (``"float64"`` or ``"float32"``) for floating-point data.
+
+    Example:
+        >>> import unijax
+        >>> unijax.default_float_dtype() in ("float64", "float32")
+        True
+    """
+    return _float_ctx.get() or (_resolved.get("default_float_dtype")
+                                or _lookup("default_float_dtype"))[0]
+
+

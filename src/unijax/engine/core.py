@@ -1,0 +1,514 @@
+"""The engine's core: primitives, traces, tracers and ``bind``.
+
+A :class:`Primitive` is one function of the Array API standard (its ``name`` is the
+standard's name, so a backend's implementation is ``getattr(xp, prim.name)``). Calling
+``prim.bind(*args, **params)`` either evaluates it on concrete arrays or hands it to the
+innermost active transform (a :class:`Trace`), found from the :class:`Tracer` arguments.
+
+Traces are ordered by ``level``: a trace created later is nested inside every trace that
+is still alive, so a global counter gives the nesting order without a stack, and threads
+never share a trace because tracers only reach the trace that made them.
+
+Array data is positional and metadata keyword-only (``params``) throughout, so rules,
+the IR and generated code all see one calling convention.
+
+The core is the bottom of the engine and imports nothing above it. What a tracer needs
+from higher modules comes through tables those modules fill when they are imported:
+:data:`API_FUNCTIONS` (the traced array functions behind the operators, filled by the
+rule modules), :data:`TRACER_METHODS` (indexing and the traced namespace) and the
+namespace source (:func:`set_namespace_source`, which the dispatcher installs so that a
+backend plugin decides which namespace computes on its arrays).
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+from collections.abc import Callable
+from typing import Any
+
+from unijax.errors import (
+    ConcretizationError,
+    DeviceTransferError,
+    NonStandardAttributeError,
+    message,
+)
+
+__all__ = [
+    "API_FUNCTIONS",
+    "CREATION_FUNCTIONS",
+    "PRIMITIVES",
+    "TRACER_METHODS",
+    "Primitive",
+    "Trace",
+    "Tracer",
+    "bind",
+    "namespace_for_value",
+    "set_namespace_source",
+]
+
+SCALAR_TYPES: frozenset[type] = frozenset({bool, int, float, complex})
+
+#: Every primitive by qualified name (``"sin"``, ``"linalg.solve"``), for introspection.
+PRIMITIVES: dict[str, Primitive] = {}
+
+#: Traced-namespace functions by qualified name (``"sin"``, ``"linalg.solve"``); they take
+#: arrays and tracers alike. Filled by the rule modules through ``registry.def_api``.
+API_FUNCTIONS: dict[str, Callable[..., Any]] = {}
+#: Functions that need the concrete namespace: ``fn(xp, *args, **kwargs)`` (``zeros``).
+CREATION_FUNCTIONS: dict[str, Callable[..., Any]] = {}
+#: The array object's methods implemented above the core: ``"getitem"``, ``"setitem"``
+#: (``engine.rules.indexing``) and ``"namespace"`` (``engine.namespace``).
+TRACER_METHODS: dict[str, Callable[..., Any]] = {}
+
+_level_counter = itertools.count(1)
+
+
+class Primitive:
+    """One operation of the Array API standard, as the engine sees it.
+
+    Args:
+        name: The function's name in the standard (``"sin"``, ``"matmul"``).
+        namespace: ``""`` for the main namespace, ``"linalg"`` or ``"fft"`` for extensions.
+        multiple_results: Whether the function returns a tuple of arrays.
+        impl: Optional ``impl(xp, *args, **params)``; by default the backend namespace's
+            function of the same name is called.
+
+    Example:
+        >>> from unijax.engine.core import Primitive
+        >>> p = Primitive("my_doc_example_op")
+        >>> p
+        Primitive('my_doc_example_op')
+    """
+
+    __slots__ = ("_impl_by_type", "_impls", "custom_impl", "multiple_results", "name", "namespace",
+                 "qualname")
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        namespace: str = "",
+        multiple_results: bool = False,
+        impl: Callable[..., Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.namespace = namespace
+        self.qualname = f"{namespace}.{name}" if namespace else name
+        self.multiple_results = multiple_results
+        self.custom_impl = impl
+        self._impls: dict[int, Callable[..., Any]] = {}
+        # type of the first operand -> implementation, for operands whose first one is an
+        # array (its type alone decides the namespace): one lookup on the eager path.
+        self._impl_by_type: dict[type, Callable[..., Any]] = {}
+        PRIMITIVES[self.qualname] = self
+
+    def bind(self, *args: Any, **params: Any) -> Any:
+        """Apply the primitive under the innermost active transform (or evaluate it)."""
+        return bind(self, args, params)
+
+    def def_impl(self, impl: Callable[..., Any]) -> Callable[..., Any]:
+        """Set ``impl(xp, *args, **params)``, the evaluation on concrete arrays."""
+        self.custom_impl = impl
+        self._impls.clear()
+        self._impl_by_type.clear()
+        return impl
+
+    def impl_for(self, xp: Any) -> Callable[..., Any]:
+        """The callable that evaluates this primitive with namespace ``xp`` (cached)."""
+        # Keyed by id: namespaces live for the whole process, and some are unhashable.
+        fn = self._impls.get(id(xp))
+        if fn is None:
+            if self.custom_impl is not None:
+                custom = self.custom_impl
+
+                def fn(*args: Any, **params: Any) -> Any:
+                    return custom(xp, *args, **params)
+
+            else:
+                home = getattr(xp, self.namespace) if self.namespace else xp
+                fn = getattr(home, self.name)
+            self._impls[id(xp)] = fn
+        return fn
+
+    def __repr__(self) -> str:
+        return f"Primitive({self.qualname!r})"
+
+
+class Trace:
+    """One active transform (an interpreter) at a nesting ``level``.
+
+    Subclasses implement :meth:`pure` (wrap a value that does not depend on this trace)
+    and :meth:`process` (apply a primitive to this trace's tracers).
+    """
+
+    __slots__ = ("level",)
+
+    def __init__(self) -> None:
+        self.level = next(_level_counter)
+
+    def pure(self, value: Any) -> Tracer:
+        """Wrap a value that is constant with respect to this trace."""
+        raise NotImplementedError
+
+    def process(self, prim: Primitive, args: tuple[Any, ...], params: dict[str, Any]) -> Any:
+        """Apply ``prim``; ``args`` mix this trace's tracers with lower-level values."""
+        raise NotImplementedError
+
+    def process_custom_vjp(self, call: Any, args: tuple[Any, ...]) -> Any:
+        """Apply a ``custom_vjp`` function (see :mod:`unijax.custom`)."""
+        raise NotImplementedError
+
+    def process_custom_jvp(self, call: Any, args: tuple[Any, ...]) -> Any:
+        """Apply a ``custom_jvp`` function (see :mod:`unijax.custom`)."""
+        raise NotImplementedError
+
+
+def top_trace(args: tuple[Any, ...]) -> Trace | None:
+    """The innermost trace among the tracers in ``args`` (``None``: all concrete)."""
+    top: Trace | None = None
+    for a in args:
+        if isinstance(a, Tracer):
+            t = a._trace
+            if top is None or t.level > top.level:
+                top = t
+    return top
+
+
+def bind(prim: Primitive, args: tuple[Any, ...], params: dict[str, Any]) -> Any:
+    """Apply ``prim`` to ``args``: evaluate on concrete arrays, or defer to the top trace."""
+    top: Trace | None = None
+    for a in args:
+        if isinstance(a, Tracer):
+            t = a._trace
+            if top is None or t.level > top.level:
+                top = t
+    if top is None:
+        fn = prim._impl_by_type.get(type(args[0])) if args else None
+        if fn is None:
+            fn = _impl_for_args(prim, args)
+        return fn(*args, **params)
+    return top.process(prim, args, params)
+
+
+def _impl_for_args(prim: Primitive, args: tuple[Any, ...]) -> Callable[..., Any]:
+    fn = prim.impl_for(namespace_for_args(args))
+    if args and type(args[0]) in _NAMESPACE_BY_TYPE:  # an array: remember by its type
+        prim._impl_by_type[type(args[0])] = fn
+    return fn
+
+
+# --- namespaces of concrete values --------------------------------------------------------
+
+_NAMESPACE_BY_TYPE: dict[type, Any] = {}
+
+
+def _no_registered_type(tp: type) -> Any:
+    return None
+
+
+def _no_default_namespace() -> Any:
+    raise TypeError(message(
+        "the engine was asked to compute on Python scalars alone, and no default "
+        "namespace is installed",
+        fix="Pass at least one array, or import unijax (which installs its backends)."))
+
+
+# (namespace for a type or None, namespace for scalar-only arguments); see
+# set_namespace_source. A list, so the hot path reads it without a global statement.
+_namespace_source: list[Callable[..., Any]] = [_no_registered_type, _no_default_namespace]
+
+
+def set_namespace_source(for_type: Callable[[type], Any],
+                         default: Callable[[], Any]) -> None:
+    """Choose how the engine finds the namespace that computes on concrete values.
+
+    ``for_type(tp)`` returns the namespace for arrays of type ``tp``, or None for a type
+    it does not know (then the value's own ``__array_namespace__()`` is used);
+    ``default()`` returns the namespace for arguments that are all Python scalars. The
+    dispatcher installs the backends' answers; the per-type cache is emptied.
+
+    Example:
+        >>> import numpy as np
+        >>> import unijax  # installs the backends' answers
+        >>> namespace_for_value(np.ones(2)).__name__
+        'array_api_compat.numpy'
+    """
+    _namespace_source[:] = [for_type, default]
+    clear_namespace_cache()
+
+
+def clear_namespace_cache() -> None:
+    """Forget the namespace remembered for each type (the backends changed)."""
+    _NAMESPACE_BY_TYPE.clear()
+    for prim in PRIMITIVES.values():
+        prim._impl_by_type.clear()
+
+
+def namespace_for_value(value: Any) -> Any:
+    """The Array-API namespace that evaluates primitives on ``value`` (cached per type)."""
+    tp = type(value)
+    xp = _NAMESPACE_BY_TYPE.get(tp)
+    if xp is None:
+        xp = _namespace_source[0](tp)
+        if xp is None:
+            # Not a registered backend's array: any Array-API object still works.
+            namespace = getattr(value, "__array_namespace__", None)
+            if namespace is None:
+                raise TypeError(
+                    message(
+                        f"unijax cannot compute on a value of type {tp.__module__}."
+                        f"{tp.__qualname__}",
+                        expected="an array of an installed backend or a Python scalar",
+                        fix="Convert it with unijax.asarray(...) first.",
+                    )
+                )
+            xp = namespace()
+        _NAMESPACE_BY_TYPE[tp] = xp
+    return xp
+
+
+def namespace_for_args(args: tuple[Any, ...]) -> Any:
+    """The namespace for evaluating on ``args``: the first array's (scalars are skipped)."""
+    for a in args:
+        tp = type(a)
+        xp = _NAMESPACE_BY_TYPE.get(tp)
+        if xp is not None:
+            return xp
+        if tp in SCALAR_TYPES or a is None:
+            continue
+        return namespace_for_value(a)
+    return _namespace_source[1]()
+
+
+def is_array(x: Any) -> bool:
+    """Whether ``x`` is an array or tracer (not a Python scalar or other object)."""
+    return hasattr(x, "shape") and hasattr(x, "dtype")
+
+
+def base_value(x: Any) -> Any:
+    """The concrete value underneath every layer of tracers."""
+    while isinstance(x, Tracer):
+        x = x._primal()
+    return x
+
+
+# --- tracers ------------------------------------------------------------------------------
+
+
+class Tracer:
+    """A value seen by a transform; implements the Array API array object.
+
+    Subclasses store their trace in ``_trace`` and return the value one level down from
+    :meth:`_primal`. Shape, dtype and device come from the concrete value underneath,
+    except where a transform changes them (``vmap`` hides the mapped axis).
+    """
+
+    __slots__ = ("_trace",)
+    _trace: Trace
+    #: How code outside the engine (backend selection) recognises a tracer's type.
+    __unijax_tracer__ = True
+    # NumPy and CuPy arrays return NotImplemented for ``array * tracer``, so Python calls
+    # the tracer's reflected operator.
+    __array_ufunc__ = None
+    __array_priority__ = 1000
+
+    def _primal(self) -> Any:
+        raise NotImplementedError
+
+    def _concrete(self, what: str) -> Any:
+        """The concrete value for ``bool()``/``float()``/..., or a concretization error."""
+        return _concrete_of(self._primal(), what)
+
+    # -- metadata --
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._primal().shape)
+
+    @property
+    def dtype(self) -> Any:
+        return self._primal().dtype
+
+    @property
+    def device(self) -> Any:
+        from array_api_compat import device
+
+        return device(base_value(self))
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def T(self) -> Any:
+        if self.ndim != 2:
+            raise ValueError(
+                message("x.T is defined for 2-D arrays only", got=f"ndim={self.ndim}",
+                        fix="Use x.mT or xp.permute_dims for other ranks.")
+            )
+        return API_FUNCTIONS["permute_dims"](self, (1, 0))
+
+    @property
+    def mT(self) -> Any:
+        return API_FUNCTIONS["matrix_transpose"](self)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails: array methods that NumPy and JAX have but
+        # the Array API standard does not (x.sum(), x.astype(...), x.reshape(...)).
+        if name.startswith("_"):  # probes of private and special names stay cheap
+            raise AttributeError(name)
+        hint = (f"call xp.{name}(x, ...) with xp = array_namespace(x)"
+                if hasattr(self.__array_namespace__(), name)
+                else "write it with the namespace's functions")
+        raise NonStandardAttributeError(
+            message(f"a traced array has no attribute {name!r}: under unijax transforms "
+                    "arrays are Array API arrays, which have only the standard's attributes "
+                    "(shape, dtype, device, ndim, size, T, mT, to_device and the operators)",
+                    fix=f"Instead of x.{name}, {hint}.")
+        )
+
+    def __array_namespace__(self, *, api_version: str | None = None) -> Any:
+        return TRACER_METHODS["namespace"](base_value(self))
+
+    def to_device(self, device: Any, /, *, stream: Any = None) -> Any:
+        if device == self.device:
+            return self
+        raise DeviceTransferError(
+            message("to_device() of a traced array cannot move it to another device",
+                    expected=f"device {self.device!r}", got=repr(device),
+                    fix="Move the inputs before calling the transformed function.")
+        )
+
+    # -- Python conversions --
+    def __bool__(self) -> bool:
+        return bool(self._concrete("bool"))
+
+    def __float__(self) -> float:
+        return float(self._concrete("float"))
+
+    def __int__(self) -> int:
+        return int(self._concrete("int"))
+
+    def __complex__(self) -> complex:
+        return complex(self._concrete("complex"))
+
+    def __index__(self) -> int:
+        return operator.index(self._concrete("index"))
+
+    def __len__(self) -> int:
+        if not self.shape:
+            raise TypeError("len() of a 0-d array")
+        return self.shape[0]
+
+    def __iter__(self) -> Any:
+        for i in range(len(self)):
+            yield self[i]
+
+    def __array__(self, *args: Any, **kwargs: Any) -> Any:
+        raise ConcretizationError(
+            message(
+                "A traced array was converted to a NumPy array (np.asarray or similar) "
+                "inside a unijax transform",
+                fix="Use the namespace of the input, xp = array_namespace(x), instead of "
+                "numpy functions inside transformed code.",
+            )
+        )
+
+    def __repr__(self) -> str:
+        shape = ",".join(str(d) for d in self.shape)
+        return f"{type(self).__name__}<{self.dtype}[{shape}]>"
+
+    # -- indexing --
+    def __getitem__(self, key: Any) -> Any:
+        return TRACER_METHODS["getitem"](self, key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        # Array-API code (SciPy, scikit-learn) writes in place; a tracer is immutable, so
+        # the update is functional and this Python object is re-pointed at the result.
+        self._assign(TRACER_METHODS["setitem"](self, key, value))
+
+    def _assign(self, new: Any) -> None:
+        """Make this tracer stand for ``new`` (used by functional ``__setitem__``)."""
+        if not isinstance(new, Tracer) or new._trace.level < self._trace.level:
+            new = self._trace.pure(new)
+        elif new._trace is not self._trace:
+            raise TypeError(
+                message("x[...] = value cannot update x in place here",
+                        expected="a value traced no deeper than x",
+                        got=f"a value from a transform nested inside x's ({type(new).__name__})",
+                        fix="Use the functional form: y = xp.where(mask, value, x), "
+                        "or unijax's at-style helpers.")
+            )
+        for slot in _all_slots(type(self)):
+            setattr(self, slot, getattr(new, slot))
+
+    # Python's arithmetic operators; bodies are generated below from this table.
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _all_slots(cls: type) -> list[str]:
+    slots: list[str] = []
+    for klass in cls.__mro__:
+        slots.extend(getattr(klass, "__slots__", ()))
+    return slots
+
+
+def _concrete_of(value: Any, what: str) -> Any:
+    if isinstance(value, Tracer):
+        return value._concrete(what)
+    return value
+
+
+# Operators are the hot path of eager differentiation: each is one frame plus the call.
+def _binary(name: str, reflected: bool) -> Callable[[Any, Any], Any]:
+    if reflected:
+
+        def method(self: Any, other: Any) -> Any:
+            if type(other) not in SCALAR_TYPES and not hasattr(other, "shape"):
+                return NotImplemented
+            return API_FUNCTIONS[name](other, self)
+
+    else:
+
+        def method(self: Any, other: Any) -> Any:
+            if type(other) not in SCALAR_TYPES and not hasattr(other, "shape"):
+                return NotImplemented
+            return API_FUNCTIONS[name](self, other)
+
+    return method
+
+
+def _unary(name: str) -> Callable[[Any], Any]:
+    def method(self: Any) -> Any:
+        return API_FUNCTIONS[name](self)
+
+    return method
+
+
+_BINARY_OPERATORS = {
+    "add": "add", "sub": "subtract", "mul": "multiply", "truediv": "divide",
+    "floordiv": "floor_divide", "mod": "remainder", "pow": "pow", "matmul": "matmul",
+    "and": "bitwise_and", "or": "bitwise_or", "xor": "bitwise_xor",
+    "lshift": "bitwise_left_shift", "rshift": "bitwise_right_shift",
+}
+_COMPARISONS = {
+    "lt": "less", "le": "less_equal", "gt": "greater", "ge": "greater_equal",
+    "eq": "equal", "ne": "not_equal",
+}
+_UNARY_OPERATORS = {"neg": "negative", "pos": "positive", "abs": "abs", "invert": "bitwise_invert"}
+
+for _op, _fn in _BINARY_OPERATORS.items():
+    setattr(Tracer, f"__{_op}__", _binary(_fn, False))
+    setattr(Tracer, f"__r{_op}__", _binary(_fn, True))
+for _op, _fn in _COMPARISONS.items():
+    setattr(Tracer, f"__{_op}__", _binary(_fn, False))
+for _op, _fn in _UNARY_OPERATORS.items():
+    setattr(Tracer, f"__{_op}__", _unary(_fn))
+del _op, _fn

@@ -1,0 +1,224 @@
+"""Staging: the interpreter behind ``jit`` that records a :class:`~unijax.engine.ir.Program`.
+
+Staging is *concrete*: the function runs once on the real input values, and each
+:class:`StagingTracer` holds the concrete value beside the IR variable it stands for.
+Shapes and dtypes therefore come from the backend itself (no abstract-evaluation rules,
+and dtype semantics are exactly the backend's), and the values computed while staging
+are the first call's results.
+
+Equations whose operands are all constants never reach this trace (``bind`` evaluates
+them directly), so closed-over arrays and creation functions are folded for free; so
+are ``zeros_like``/``ones_like``/``full_like`` of a traced array, whose values depend
+only on its (static) shape and dtype.
+
+A staging tracer refuses ``bool()``/``int()``/``float()`` even though its value is
+known: the program must be valid for every input of the same signature, so Python
+control flow on a traced value would silently bake in one branch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from unijax.engine.core import SCALAR_TYPES, Primitive, Trace, Tracer, bind, namespace_for_args
+from unijax.engine.ir import Atom, Equation, Literal, Program, Var, weak_value
+from unijax.errors import ConcretizationError, message
+
+__all__ = ["StagingTrace", "StagingTracer", "stage"]
+
+class StagingTracer(Tracer):
+    """A concrete value being recorded as the program variable ``var``.
+
+    Converting it to a Python value raises :class:`~unijax.errors.ConcretizationError`.
+    """
+
+    __slots__ = ("value", "var")
+
+    def __init__(self, trace: StagingTrace, value: Any, var: Var) -> None:
+        self._trace = trace
+        self.value = value
+        self.var = var
+
+    def _primal(self) -> Any:
+        return self.value
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.var.shape
+
+    @property
+    def dtype(self) -> Any:
+        if self.var.weak:
+            # A weak Python scalar reports the dtype it takes on its own, as eagerly.
+            trace: StagingTrace = self._trace  # type: ignore[assignment]
+            return trace.weak_dtype(self.value)
+        return self.var.dtype
+
+    @property
+    def device(self) -> Any:
+        if self.var.weak:
+            trace: StagingTrace = self._trace  # type: ignore[assignment]
+            return trace.device
+        return super().device
+
+    def _concrete(self, what: str) -> Any:
+        raise ConcretizationError(
+            message(
+                f"{what}() was called on a traced array ({self.var.aval}) inside a jit-"
+                "compiled function. Under jit a traced value's concrete value is not "
+                "available: the compiled program must work for every input of this shape "
+                "and dtype, so Python control flow (if, while, int(x), range(x)) cannot "
+                "depend on it",
+                fix="Mark the argument static with jit(f, static_argnums=...) or "
+                "static_argnames=..., or write the branch as array code: "
+                "xp.where(cond, a, b) instead of `a if cond else b`.",
+            )
+        )
+
+
+class StagingTrace(Trace):
+    """Records every primitive applied to its tracers as an equation.
+
+    Args:
+        xp: The namespace of the jit call (used for the dtype of weak scalar inputs).
+        device: The device of the jit call's arrays.
+
+    Example:
+        >>> import numpy as np
+        >>> trace = StagingTrace()
+        >>> x = trace.new_input(np.zeros((2, 3), dtype=np.float32))
+        >>> y = x * 2.0
+        >>> y.shape, y.dtype, len(trace.equations)
+        ((2, 3), dtype('float32'), 1)
+    """
+
+    __slots__ = ("_const_ids", "cacheable", "constants", "device", "equations", "inputs",
+                 "xp")
+
+    def __init__(self, xp: Any = None, device: Any = None) -> None:
+        super().__init__()
+        self.xp = xp
+        self.device = device
+        self.inputs: list[Var] = []
+        self.equations: list[Equation] = []
+        self.constants: dict[Var, Any] = {}
+        # Constants by id(value), so one closed-over array is one constant; the dict in
+        # ``constants`` keeps each value alive, so its id cannot be reused meanwhile.
+        self._const_ids: dict[int, Var] = {}
+        self.cacheable = True
+
+    def weak_dtype(self, value: Any) -> Any:
+        """The dtype a Python scalar takes as an array of this trace's namespace."""
+        if self.xp is None:
+            return namespace_for_args((value,)).asarray(value).dtype
+        return self.xp.asarray(value).dtype
+
+    def new_input(self, value: Any) -> StagingTracer:
+        """Make a tracer for one input of the program (an array or a Python scalar)."""
+        var = _var_for(value)
+        self.inputs.append(var)
+        return StagingTracer(self, value, var)
+
+    def pure(self, value: Any) -> StagingTracer:
+        return StagingTracer(self, value, self._constant(value))
+
+    def _constant(self, value: Any) -> Var:
+        var = self._const_ids.get(id(value))
+        if var is None:
+            if isinstance(value, Tracer):
+                # Closed over from an enclosing transform: right for this call only.
+                self.cacheable = False
+            var = self._const_ids[id(value)] = _var_for(value)
+            self.constants[var] = value
+        return var
+
+    def atom(self, value: Any) -> Atom:
+        """The atom standing for ``value``: its var, a constant or a literal."""
+        if type(value) is StagingTracer and value._trace is self:
+            return value.var
+        if isinstance(value, Tracer) or hasattr(value, "shape"):
+            return self._constant(value)
+        return Literal(value)
+
+    def process(self, prim: Primitive, args: tuple[Any, ...], params: dict[str, Any]) -> Any:
+        values: list[Any] = []
+        atoms: list[Atom] = []
+        weak = True
+        for a in args:
+            if type(a) is StagingTracer and a._trace is self:
+                values.append(a.value)
+                atoms.append(a.var)
+                weak = weak and a.var.weak
+            else:
+                values.append(a)
+                atoms.append(self.atom(a))
+                weak = weak and (type(a) in SCALAR_TYPES or a is None)
+        out = bind(prim, tuple(values), params)
+        if weak and not prim.multiple_results:
+            out = weak_value(out)  # Python scalars in, a Python scalar out (see weak_value)
+        atoms_t = tuple(atoms)
+        if prim.multiple_results:
+            outs = tuple(out)
+            out_vars = tuple(_var_for(o) for o in outs)
+            self.equations.append(Equation(prim, atoms_t, dict(params), out_vars))
+            return tuple(StagingTracer(self, o, v) for o, v in zip(outs, out_vars, strict=True))
+        var = _var_for(out)
+        self.equations.append(Equation(prim, atoms_t, dict(params), (var,)))
+        return StagingTracer(self, out, var)
+
+    def process_custom_vjp(self, call: Any, args: tuple[Any, ...]) -> Any:
+        # The primal function runs on this trace's tracers, so it is recorded op by op
+        # (``call.bind_fun`` would dispatch straight back here). A grad taken inside the
+        # jitted function runs its VJP trace above this one, so it still sees the rule.
+        return list(call.fun(list(args)))
+
+    def process_custom_jvp(self, call: Any, args: tuple[Any, ...]) -> Any:
+        return list(call.fun(list(args)))
+
+
+def _var_for(value: Any) -> Var:
+    tp = type(value)
+    if tp in SCALAR_TYPES:
+        return Var((), tp)
+    return Var(tuple(value.shape), value.dtype)
+
+
+def stage(fun_flat: Callable[[list[Any]], Sequence[Any]], flat_args: Sequence[Any], *,
+          xp: Any = None, device: Any = None) -> tuple[Program, list[Any]]:
+    """Run ``fun_flat`` once on ``flat_args``, recording it as a program.
+
+    Args:
+        fun_flat: Takes a list of arrays (and Python scalars), returns a sequence of them.
+        flat_args: The concrete inputs; Python scalars become weakly typed inputs.
+        xp: The call's namespace (for the dtype of weak scalar inputs).
+        device: The call's device.
+
+    Returns:
+        ``(program, outputs)``: the unoptimised program and the concrete outputs computed
+        while staging. ``program.cacheable`` is ``False`` if ``fun_flat`` read a tracer
+        of an enclosing transform.
+
+    Example:
+        >>> import numpy as np
+        >>> from unijax.engine.namespace import array_functions as ops
+        >>> program, outs = stage(lambda xs: [ops.sin(xs[0]) * 2.0], [np.zeros(3)])
+        >>> print(program)
+        { lambda ; a:f64[3] . let
+            b:f64[3] = sin a
+            c:f64[3] = multiply b 2.0
+          in (c,) }
+        >>> outs
+        [array([0., 0., 0.])]
+    """
+    trace = StagingTrace(xp, device)
+    tracers = [trace.new_input(a) for a in flat_args]
+    outs = fun_flat(list(tracers))
+    out_atoms: list[Atom] = []
+    values: list[Any] = []
+    for o in outs:
+        out_atoms.append(trace.atom(o))
+        values.append(o.value if type(o) is StagingTracer and o._trace is trace else o)
+    program = Program(trace.inputs, trace.constants, trace.equations, out_atoms,
+                      cacheable=trace.cacheable)
+    return program, values
