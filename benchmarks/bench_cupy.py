@@ -140,9 +140,9 @@ def measure(name: str, runs: dict[str, Callable[[], Any]], reps: int,
 def fused_kernels(fun: Callable[..., Any], host_args: tuple[Any, ...]) -> list[str]:
     """The names of the CuPy kernels ``unijax.jit(grad(fun))`` runs."""
     import cupy
+    from unijax_cupy.kernels import generate
 
     from unijax.engine.jit import make_ir
-    from unijax_cupy.kernels import generate
 
     args = tree_util.tree_map(cupy.asarray, host_args)
     _, specs, _ = generate(make_ir(unijax.grad(fun))(*args))

@@ -22,10 +22,15 @@ from hypothesis.extra.array_api import make_strategies_namespace
 
 import unijax
 from unijax import tree_util
+from unijax._dtypes import dtype_name
+from unijax.dispatch.backend import _no_devices
+from unijax.dispatch.plugins import backend_for_type, get_backend
+from unijax.errors import BackendUnavailableError
 from unijax.testing import to_numpy
 from unijax_conformance import _state
 from unijax_conformance._state import REFERENCE
 from unijax_conformance.specs import OpSpec, all_specs
+from unijax_conformance.specs.indexing import BEYOND_STANDARD
 
 __all__ = [
     "BATCH",
@@ -90,8 +95,6 @@ class BackendUnderTest:
 
     def owns(self, x: Any) -> bool:
         """Whether ``x`` is an array of this backend (by type, as unijax recognises it)."""
-        from unijax.dispatch.plugins import backend_for_type
-
         owner = backend_for_type(type(x))
         if owner is not None and owner.name == self.name:
             return True
@@ -111,9 +114,6 @@ class BackendUnderTest:
 
 def load_backend(name: str) -> BackendUnderTest:
     """The backend called ``name``; skips the test, with the reason, when it cannot run."""
-    from unijax.dispatch.plugins import get_backend
-    from unijax.errors import BackendUnavailableError
-
     try:
         backend = get_backend(name)
     except BackendUnavailableError as err:
@@ -129,8 +129,6 @@ def load_backend(name: str) -> BackendUnderTest:
 
 
 def _no_devices_default() -> Any:
-    from unijax.dispatch.backend import _no_devices
-
     return _no_devices
 
 
@@ -160,10 +158,6 @@ def spec_function(spec: OpSpec) -> Callable[..., Any]:
 
 
 def _beyond_standard() -> frozenset[str]:
-    try:
-        from unijax_conformance.specs.indexing import BEYOND_STANDARD
-    except ImportError:
-        return frozenset()
     return frozenset(BEYOND_STANDARD)
 
 
@@ -287,8 +281,6 @@ def assert_trees_close(got: Any, want: Any, *, rtol: float, atol: float, what: s
 
 def dtype_names(tree: Any) -> list[str]:
     """The dtype name of every array leaf (``"float64"``), in leaf order."""
-    from unijax._dtypes import dtype_name
-
     return [dtype_name(v.dtype) for v in tree_util.tree_leaves(tree)]
 
 

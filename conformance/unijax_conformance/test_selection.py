@@ -20,6 +20,8 @@ import pytest
 from array_api_compat import array_namespace
 
 import unijax
+from unijax.dispatch.plugins import _get, get_backend
+from unijax.errors import UnijaxError
 from unijax.testing import to_numpy
 from unijax_conformance._support import REFERENCE, BackendUnderTest, load_backend
 
@@ -45,8 +47,6 @@ def _other(b: BackendUnderTest) -> str:
     """Another available backend: the reference, or for the reference the next one."""
     if b.name != REFERENCE:
         return REFERENCE
-    from unijax.dispatch.plugins import _get, get_backend
-    from unijax.errors import UnijaxError
 
     for name in _get().installed():
         if name == b.name:

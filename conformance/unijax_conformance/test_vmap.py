@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 
+from unijax import tree_util
 from unijax.testing import check_vmap
 from unijax_conformance import _state
 from unijax_conformance._support import (
@@ -79,6 +80,4 @@ def test_vmap_matches_loop(unijax_selected: Any, spec: OpSpec, variant: str, dat
 
 
 def _leaves(tree: Any) -> list[Any]:
-    from unijax import tree_util
-
     return tree_util.tree_leaves(tree)

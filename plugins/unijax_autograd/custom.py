@@ -15,6 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import autograd.numpy as anp
+from autograd.builtins import tuple as atuple
+from autograd.core import defvjp_argnums
+from autograd.tracer import getval, primitive
+
 from unijax.tree_util import tree_flatten, tree_leaves, tree_map, tree_unflatten
 from unijax_autograd.transforms import _call_with_constants, _make_vjp
 
@@ -29,8 +34,6 @@ def stop_gradient(x: Any) -> Any:
         >>> float(autograd.grad(lambda x: x * stop_gradient(x))(3.0))
         3.0
     """
-    from autograd.tracer import getval
-
     return getval(x)
 
 
@@ -42,9 +45,6 @@ class _Custom:
         self.nondiff = tuple(nondiff_argnums)
 
     def __call__(self, *args: Any) -> Any:
-        from autograd.core import defvjp_argnums
-        from autograd.tracer import primitive
-
         statics = tuple(args[i] for i in self.nondiff)
         dynamic = tuple(a for i, a in enumerate(args) if i not in self.nondiff)
         leaves, in_tree = tree_flatten(dynamic)
@@ -81,8 +81,6 @@ class _Custom:
 
 
 def _zeros_like_tree(tree: Any) -> Any:
-    import autograd.numpy as anp
-
     return tree_map(anp.zeros_like, tree)
 
 
@@ -131,9 +129,6 @@ class custom_jvp(_Custom):  # JAX's spelling
 
     def _pullback(self, statics: tuple[Any, ...], rebuild: Callable[..., tuple[Any, ...]],
                   in_tree: Any, xs: tuple[Any, ...], out_tree: Any) -> Callable[[Any], Any]:
-        import autograd.numpy as anp
-        from autograd.builtins import tuple as atuple
-
 
         primals = tuple(a for i, a in enumerate(rebuild(xs)) if i not in self.nondiff)
         rule = self.rule

@@ -9,6 +9,17 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import autograd
+import autograd.numpy as anp
+import numpy as np
+from autograd.builtins import tuple as atuple
+from autograd.core import VJPNode, add_outgrads, vspace
+from autograd.numpy.numpy_boxes import ArrayBox
+from autograd.tracer import isbox, new_box, notrace_primitives, toposort, trace_stack
+
+from unijax.errors import NonScalarOutputError, message
+from unijax.tree_util import tree_flatten, tree_leaves, tree_map, tree_unflatten
+
 __all__ = ["grad", "jacrev", "value_and_grad", "vjp"]
 
 
@@ -30,9 +41,6 @@ def _node_type() -> Any:
     compute their cotangents too, to be discarded: in ``x @ w`` with constant data ``x``,
     a second matrix product per step.
     """
-    from autograd.core import VJPNode
-    from autograd.tracer import notrace_primitives
-
     class ConstantAwareVJPNode(VJPNode):
         __slots__ = ("constant",)
 
@@ -66,12 +74,6 @@ def _call_with_constants(fun: Callable[..., Any], args: tuple[Any, ...], kwargs:
     root nodes marked constant, keeps one namespace and changes no derivative; on a trace
     started by :func:`_make_vjp` no cotangent is computed towards them.
     """
-    import numpy as np
-    from autograd.core import VJPNode
-    from autograd.tracer import isbox, new_box
-
-    from unijax.tree_util import tree_leaves, tree_map
-
     top = next((leaf for leaf in tree_leaves(dyn) if isbox(leaf)), None)
     if top is not None:
         trace = top._trace
@@ -99,9 +101,6 @@ def _make_vjp(fun: Callable[[list[Any]], Any], xs: Sequence[Any]
     tuple is itself recorded, and its VJP builds zeros for every other element.
     Constants boxed by :func:`_call_with_constants` add roots that no cotangent reaches.
     """
-    from autograd.core import add_outgrads, vspace
-    from autograd.tracer import isbox, new_box, toposort, trace_stack
-
     node_type = _node_type()
     starts = [node_type.new_root() for _ in xs]
     with trace_stack.new_trace() as trace:
@@ -132,10 +131,6 @@ def _cotangent_for(g: Any, x: Any) -> Any:
     A few of autograd's VJPs (``where``, ``cross``) return the cotangent of a broadcast
     operand in the broadcast shape; the transpose of broadcasting sums over those axes.
     """
-    import autograd.numpy as anp
-    import numpy as np
-    from autograd.tracer import isbox
-
     if not isbox(g) and type(g) is not np.ndarray:
         g = np.asarray(g)  # autograd gives NumPy scalars for 0-d values
     shape = anp.shape(x)
@@ -150,19 +145,11 @@ def _cotangent_for(g: Any, x: Any) -> Any:
 
 def _unbox_from(trace: Any, tree: Any) -> Any:
     """``tree`` with boxes of ``trace`` replaced by their values (aux leaves JAX returns)."""
-    from autograd.tracer import isbox
-
-    from unijax.tree_util import tree_map
-
     return tree_map(lambda v: v._value if isbox(v) and v._trace == trace else v, tree)
 
 
 def _flat_vjp(fun: Callable[..., Any], primals: tuple[Any, ...], has_aux: bool) -> Any:
     """``make_vjp`` over the leaves of ``primals``: (out, vjp on out-leaves, aux, treedef)."""
-    from autograd.builtins import tuple as atuple
-
-    from unijax.tree_util import tree_flatten, tree_unflatten
-
     leaves, treedef = tree_flatten(primals)
     found: dict[str, Any] = {}
 
@@ -188,8 +175,6 @@ def vjp(fun: Callable[..., Any], *primals: Any, has_aux: bool = False) -> Any:
         >>> vjp_fn(np.ones(2))
         (array([3., 3.]),)
     """
-    from unijax.tree_util import tree_flatten, tree_unflatten
-
     out, raw_vjp, aux, treedef, out_tree = _flat_vjp(fun, primals, has_aux)
 
     def vjp_fn(ct: Any) -> tuple[Any, ...]:
@@ -214,11 +199,6 @@ def value_and_grad(fun: Callable[..., Any], argnums: int | tuple[int, ...] = 0,
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
 
     def value_and_grad_fun(*args: Any, **kwargs: Any) -> Any:
-        from autograd.extend import vspace
-
-        from unijax.errors import NonScalarOutputError, message
-        from unijax.tree_util import tree_unflatten
-
         def partial(*dyn: Any) -> Any:
             return _call_with_constants(fun, args, kwargs, nums, dyn)
 
@@ -248,10 +228,6 @@ def grad(fun: Callable[..., Any], argnums: int | tuple[int, ...] = 0,
     """
     general = value_and_grad(fun, argnums, has_aux)
     if isinstance(argnums, int) and not has_aux:
-        import autograd
-        import numpy as np
-        from autograd.numpy.numpy_boxes import ArrayBox
-
         direct = autograd.grad(fun, argnums)
         leaf_types = frozenset({np.ndarray, ArrayBox, float, np.float64, np.float32})
 
@@ -284,10 +260,6 @@ def jacrev(fun: Callable[..., Any], argnums: int | tuple[int, ...] = 0,
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
 
     def jac_fun(*args: Any, **kwargs: Any) -> Any:
-        import autograd.numpy as anp
-
-        from unijax.tree_util import tree_flatten, tree_leaves, tree_unflatten
-
         def partial(*dyn: Any) -> Any:
             return _call_with_constants(fun, args, kwargs, nums, dyn)
 

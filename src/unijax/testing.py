@@ -19,8 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from unijax import tree_util
+import unijax
+from unijax import jit, jvp, tree_util, vjp, vmap
 from unijax._dtypes import dtype_name
+from unijax.dispatch.plugins import _get, get_backend
+from unijax.errors import UnijaxError
 
 __all__ = [
     "BackendReport",
@@ -148,8 +151,6 @@ def check_grads(f: Callable[..., Any], args: Sequence[Any], order: int = 2,
     """
     import numpy as np
 
-    from unijax import jvp, vjp
-
     unknown = set(modes) - {"fwd", "rev"}
     if unknown:
         raise ValueError(f"check_grads: unknown modes {sorted(unknown)}; use 'fwd' and 'rev'")
@@ -263,8 +264,6 @@ def check_vmap(fn: Callable[..., Any], args: Sequence[Any], in_axes: Any = 0,
     """
     import numpy as np
 
-    from unijax import vmap
-
     args = tuple(args)
     axes_spec = tuple(in_axes) if isinstance(in_axes, list) else in_axes
     if not isinstance(axes_spec, tuple):
@@ -331,8 +330,6 @@ def check_jit(fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any
         >>> from unijax.testing import check_jit
         >>> check_jit(lambda x, n: x ** n + 1.0, (np.arange(3.0), 2), static_argnums=1)
     """
-    from unijax import jit
-
     kwargs = dict(kwargs or {})
     leaves = tree_util.tree_leaves((args, kwargs))
     rtol = rtol if rtol is not None else _tolerance(leaves, _SAME_MATH_TOL)
@@ -423,8 +420,6 @@ class BackendReport:
 
 def _run(fn: Callable[..., Any], args: tuple[Any, ...], transform: str, backend: str,
          argnums: int | Sequence[int]) -> Any:
-    import unijax
-
     converted = unijax.to_backend(args, backend)
     if transform == "value":
         with unijax.use_backend(backend):
@@ -509,8 +504,6 @@ def check_backends(fn: Callable[..., Any], *args: Any,
     if unknown:
         raise ValueError(f"check_backends: unknown transforms {unknown}; use any of "
                          f"{', '.join(_TRANSFORMS)}")
-    from unijax.dispatch.plugins import _get, get_backend
-    from unijax.errors import UnijaxError
 
     reference = "numpy"
     report = BackendReport(_name(fn), reference, rtol=rtol, atol=atol)

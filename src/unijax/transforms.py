@@ -11,11 +11,18 @@ plugin never reinterprets them.
 from __future__ import annotations
 
 import functools
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from unijax import _bridge  # noqa: F401  (the engine computes with the backends' namespaces)
+from unijax._fast_paths import (
+    call_native,
+    differentiate_entry,
+    jit_entry,
+    learn_differentiate,
+    learn_jit,
+    raise_translated,
+)
 from unijax._validate import (
     check_argnums_in_range,
     check_differentiable_leaves,
@@ -27,11 +34,14 @@ from unijax._validate import (
     normalize_static_argnames,
     split_aux,
 )
-from unijax.dispatch import plugins as _plugins
-from unijax.dispatch.options import _backend_ctx, _resolved
-from unijax.dispatch.selection import _SCALARS, _by_name, leaves_taken, prepare_call
+from unijax.dispatch.selection import prepare_call
 from unijax.engine import frontend as _engine
+from unijax.engine.core import Tracer
+from unijax.engine.jit import JitFunction
+from unijax.engine.jit import make_ir as _make_ir
+from unijax.engine.rules.control import stop_gradient_p
 from unijax.errors import BatchingError, InAxesError, message
+from unijax.tree_util import tree_leaves, tree_map
 
 __all__ = [
     "grad",
@@ -49,55 +59,6 @@ __all__ = [
 ]
 
 _ENGINE = object()  # marks "this backend has no native version of this transform"
-
-
-#: Compiled functions holding native fast paths, which a change of plugins invalidates.
-_with_fast_paths: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-def _drop_fast_paths() -> None:
-    for jitted in list(_with_fast_paths):
-        jitted._fast.clear()
-
-
-_plugins._on_change(_drop_fast_paths)
-
-
-def _configured_name() -> str | None:
-    """The backend a call uses by configuration (``use_backend``, then the resolved setting).
-
-    ``None`` when nothing names one or the setting was not resolved yet: the caller then
-    takes its full path, whose ``prepare_call`` resolves it. The fast paths of ``jit`` and
-    the derivatives use this so that their shortcut follows the precedence rules.
-    """
-    name = _backend_ctx.get()
-    if name is None:
-        resolved = _resolved.get("backend")
-        name = None if resolved is None else resolved[0]
-    return name
-
-
-def _call_native(backend: Any, native: Callable[..., Any], args: tuple[Any, ...],
-                 kwargs: dict[str, Any]) -> Any:
-    """``native(*args, **kwargs)``, its library's errors raised as unijax's."""
-    try:
-        return native(*args, **kwargs)
-    except Exception as err:
-        _raise_translated(backend, err)
-        raise
-
-
-def _raise_translated(backend: Any, err: Exception) -> None:
-    """Raise unijax's error for a native library's ``err``, if the backend maps it.
-
-    A backend maps its library's errors with ``extras["translate_error"]``, so misuse
-    under a native transform raises the same unijax error as on the engine. Returns
-    (and the caller re-raises ``err``) when there is no mapping.
-    """
-    translate = backend.extras.get("translate_error")
-    translated = translate(err) if translate is not None else None
-    if translated is not None:
-        raise translated from err
 
 
 class _Transformed:
@@ -156,7 +117,7 @@ class _Differentiate(_Transformed):
         # floating dtypes seen). Only backends named by configuration are kept; emptied
         # whenever plugins change.
         self._fast: dict[str, tuple[Any, Any, frozenset[type], set[Any]]] = {}
-        self.function = self._make_function()
+        self.function = differentiate_entry(self)
 
     def _checked_fun(self) -> Callable[..., Any]:
         """``fun`` with unijax's output checks, for native transforms (same errors)."""
@@ -184,45 +145,8 @@ class _Differentiate(_Transformed):
             if hasattr(a, "dtype") or isinstance(a, float):
                 check_differentiable_leaves((a,), self.api)
             else:
-                from unijax.tree_util import tree_leaves
-
                 check_differentiable_leaves(tree_leaves(a), self.api)
         return backend, use_engine, args
-
-    def _make_function(self) -> Callable[..., Any]:
-        # What users call (a plain function, as for jit: calling an instance costs more).
-        # A backend named by configuration whose native transform ran before, called with
-        # its own arrays (the differentiated ones floating), goes straight to the native
-        # transform: what _prepare would conclude, at a fraction of its cost. Everything
-        # else takes _call.
-        explicit, fast_paths, slow = self.explicit, self._fast, self._call
-        argnums, max_argnum = self.norm_argnums, max(self.norm_argnums)
-
-        def function(*args: Any, **kwargs: Any) -> Any:
-            name = explicit if explicit is not None else _configured_name()
-            fast = fast_paths.get(name) if name is not None else None
-            if fast is not None and len(args) > max_argnum:
-                native, backend, arrays, floating = fast
-                for a in args:
-                    if type(a) not in arrays and type(a) not in _SCALARS:
-                        break
-                else:
-                    for i in argnums:
-                        a = args[i]
-                        if type(a) not in arrays or a.dtype not in floating:
-                            break
-                    else:
-                        # _call_native written out: one frame less on the warm path.
-                        try:
-                            return native(*args, **kwargs) if kwargs else native(*args)
-                        except Exception as err:
-                            _raise_translated(backend, err)
-                            raise
-            return slow(name, args, kwargs)
-
-        functools.update_wrapper(function, self.fun, updated=())
-        function._transform_state = self  # type: ignore[attr-defined]
-        return function
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.function(*args, **kwargs)  # internal callers (hessian's inner jacrev)
@@ -234,26 +158,9 @@ class _Differentiate(_Transformed):
             if native is not _ENGINE:
                 args = self._scalars_as_arrays(args, backend.namespace)
                 if name is not None:
-                    self._learn_fast_path(name, backend, native, args)
-                return _call_native(backend, native, args, kwargs)
+                    learn_differentiate(self, name, backend, native, args)
+                return call_native(backend, native, args, kwargs)
         return self._engine(args, kwargs, backend.namespace)
-
-    def _learn_fast_path(self, name: str, backend: Any, native: Any,
-                         args: tuple[Any, ...]) -> None:
-        # Called once _prepare has checked args: the floating dtypes seen are the ones the
-        # fast path accepts without asking again.
-        entry = _by_name.get(name)
-        if entry is None or entry[0] is not backend:
-            return
-        fast = self._fast.get(name)
-        floating = set() if fast is None else fast[3]
-        if fast is None:
-            self._fast[name] = (native, backend, frozenset(entry[1]) - _SCALARS, floating)
-            _with_fast_paths.add(self)
-        for i in self.norm_argnums:
-            dtype = getattr(args[i], "dtype", None)
-            if dtype is not None and type(args[i]) in entry[1] and len(floating) < 16:
-                floating.add(dtype)
 
     def _scalars_as_arrays(self, args: tuple[Any, ...], xp: Any) -> tuple[Any, ...]:
         # Native libraries type Python scalars their own way (JAX with x64: float64);
@@ -429,7 +336,7 @@ def jvp(fun: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
                                                        backend, api)
     native = None if use_engine else b.native_transforms.jvp
     if native is not None:
-        return _call_native(b, native, (fun, primals, tangents), {"has_aux": has_aux})
+        return call_native(b, native, (fun, primals, tangents), {"has_aux": has_aux})
     return _engine.engine_jvp(fun, primals, tangents, has_aux, b.namespace, api)
 
 
@@ -452,7 +359,7 @@ def vjp(fun: Callable[..., Any], *primals: Any, has_aux: bool = False,
     b, use_engine, primals = prepare_call(primals, backend, api)
     native = None if use_engine else b.native_transforms.vjp
     if native is not None:
-        return _call_native(b, native, (fun, *primals), {"has_aux": has_aux})
+        return call_native(b, native, (fun, *primals), {"has_aux": has_aux})
     return _engine.engine_vjp(fun, primals, has_aux, b.namespace, api)
 
 
@@ -460,8 +367,6 @@ def vjp(fun: Callable[..., Any], *primals: Any, has_aux: bool = False,
 
 
 def _check_axes_spec(axes: Any, what: str, api: str) -> None:
-    from unijax.tree_util import tree_leaves
-
     for leaf in tree_leaves(axes, is_leaf=lambda x: x is None):
         if leaf is not None and (not isinstance(leaf, int) or isinstance(leaf, bool)):
             raise InAxesError(
@@ -513,7 +418,7 @@ class _Vmap(_Transformed):
                                     "across the batch", fix="Map that output (out_axes=0), "
                                     "or make it independent of the mapped arguments.")
                         ) from err
-                    _raise_translated(backend, err)
+                    raise_translated(backend, err)
                     raise
         return _engine.engine_vmap(self.fun, self.in_axes, self.out_axes, self.axis_size,
                                    args, kwargs, self.api)
@@ -566,43 +471,11 @@ class _Jit(_Transformed):
         # backend name -> (native jit, the backend, the types it takes as they are). Only
         # backends named by configuration are kept; emptied whenever plugins change.
         self._fast: dict[str, tuple[Any, Any, set[type]]] = {}
-        self.function = self._make_function()
+        self.function = jit_entry(self)
 
     def _build(self, factory: Callable[..., Any]) -> Any:
         return factory(self.fun, static_argnums=self.static_argnums or None,
                        static_argnames=self.static_argnames or None)
-
-    def _make_function(self) -> Callable[..., Any]:
-        # What users call, and on JAX its whole per-call cost. A plain function, because
-        # calling an instance's __call__ costs about half a microsecond more. A backend
-        # named by configuration whose native jit ran before, called with arrays it takes
-        # as they are, goes straight to the native function; everything else takes _call.
-        explicit, fast_paths, slow = self.explicit, self._fast, self._call
-
-        def function(*args: Any, **kwargs: Any) -> Any:
-            name = explicit if explicit is not None else _configured_name()
-            fast = fast_paths.get(name) if name is not None else None
-            if fast is not None:
-                native, backend, same = fast
-                for a in args:
-                    if type(a) not in same:
-                        if not leaves_taken(args, same):  # a container: its leaves decide
-                            return slow(name, args, kwargs)
-                        break
-                # _call_native written out: one frame less on the warm path.
-                try:
-                    return native(*args, **kwargs) if kwargs else native(*args)
-                except Exception as err:
-                    _raise_translated(backend, err)
-                    raise
-            return slow(name, args, kwargs)
-
-        functools.update_wrapper(function, self.fun, updated=())
-        function.cache_info = self.cache_info  # type: ignore[attr-defined]
-        function.clear_cache = self.clear_cache  # type: ignore[attr-defined]
-        function._jit_state = self  # type: ignore[attr-defined]
-        function.__qualname__ = function.__name__ = f"jit({fun_name(self.fun)})"
-        return function
 
     def _call(self, name: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self.static_argnums or self.static_argnames:
@@ -619,18 +492,13 @@ class _Jit(_Transformed):
             native = self._native.get(backend.name) or self._native_for(backend)
             if native is not _ENGINE:
                 if name is not None and not (self.static_argnums or self.static_argnames):
-                    entry = _by_name.get(name)
-                    if entry is not None and entry[0] is backend and name not in self._fast:
-                        self._fast[name] = (native, backend, entry[1])
-                        _with_fast_paths.add(self)
-                return _call_native(backend, native, args, kwargs)
+                    learn_jit(self, name, backend, native)
+                return call_native(backend, native, args, kwargs)
         return self._engine_jit(backend)(*args, **kwargs)
 
     def _engine_jit(self, backend: Any) -> Any:
         jitted = self._engine_jits.get(backend.name)
         if jitted is None:
-            from unijax.engine.jit import JitFunction
-
             jitted = self._engine_jits[backend.name] = JitFunction(
                 self.fun, self.static_argnums, self.static_argnames, backend=backend)
         return jitted
@@ -689,8 +557,6 @@ def make_ir(fun: Callable[..., Any], *, static_argnums: int | Sequence[int] = ()
         >>> "multiply" in str(program)
         True
     """
-    from unijax.engine.jit import make_ir as _make_ir
-
     statics = normalize_argnums(static_argnums, "make_ir", fun, name="static_argnums") \
         if static_argnums != () else ()
     names = normalize_static_argnames(static_argnames, "make_ir") if static_argnames else ()
@@ -709,16 +575,11 @@ def stop_gradient(x: Any) -> Any:
         >>> float(unijax.grad(lambda x: x * unijax.stop_gradient(x))(np.asarray(3.0)))
         3.0
     """
-    from unijax import tree_util
-    from unijax.engine.core import Tracer
-
     def leaf(v: Any) -> Any:
         if isinstance(v, Tracer):
-            from unijax.engine.rules.control import stop_gradient_p
-
             return stop_gradient_p.bind(v)
         backend, _, (v,) = prepare_call((v,), None, "stop_gradient")
         native = backend.native_transforms.stop_gradient
         return native(v) if native is not None else v
 
-    return tree_util.tree_map(leaf, x)
+    return tree_map(leaf, x)

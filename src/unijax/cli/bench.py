@@ -21,11 +21,17 @@ report says which), or 2 for a usage error (such as ``--plot`` without matplotli
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+
+from unijax.cli.benchmarks import report as rep
+from unijax.cli.benchmarks.harness import PRESETS, available_libraries
+from unijax.cli.benchmarks.suite import SECTIONS, plan, run
+from unijax.cli.benchmarks.workloads import BACKENDS, WORKLOADS
 
 __all__ = ["main"]
 
@@ -35,9 +41,6 @@ def _names(text: str) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from unijax.cli.benchmarks.suite import SECTIONS
-    from unijax.cli.benchmarks.workloads import BACKENDS
-
     parser = argparse.ArgumentParser(prog="unijax bench",
                                      description=__doc__.splitlines()[0].replace("``", ""),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -119,13 +122,6 @@ def _problems(report: dict[str, Any]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``unijax bench`` with ``argv`` (the arguments after ``bench``)."""
-    import dataclasses
-
-    from unijax.cli.benchmarks import report as rep
-    from unijax.cli.benchmarks.harness import PRESETS
-    from unijax.cli.benchmarks.suite import SECTIONS, plan, run
-    from unijax.cli.benchmarks.workloads import BACKENDS, WORKLOADS
-
     parser = _parser()
     args = parser.parse_args(list(argv or []))
     if args.list:
@@ -151,7 +147,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = PRESETS["smoke" if args.smoke else "quick" if args.quick else "full"]
         if args.rounds is not None:
             settings = dataclasses.replace(settings, rounds=args.rounds)
-        from unijax.cli.benchmarks.harness import available_libraries
 
         total = plan(sections, settings, available_libraries(backends))
         with _progress(total, not args.no_progress) as note:

@@ -13,6 +13,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import unijax
+from unijax.testing import to_numpy
+
 __all__ = ["main", "make_data", "train"]
 
 
@@ -65,9 +68,6 @@ def train(steps: int = 200, lr: float = 0.5, hidden: int = 32,
     """Full-batch gradient descent; returns the loss per step and the final accuracy."""
     import numpy as np
 
-    import unijax
-    from unijax.testing import to_numpy
-
     x_np, y_np = make_data()
     onehot_np = np.eye(2)[y_np]
     params = {k: unijax.asarray(v, backend=backend) for k, v in
@@ -87,8 +87,6 @@ def train(steps: int = 200, lr: float = 0.5, hidden: int = 32,
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo and print the loss falling and the final accuracy."""
-    import unijax
-
     parser = argparse.ArgumentParser(prog="unijax demo", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--backend", default=None, help="override the configured backend")

@@ -10,6 +10,7 @@ import argparse
 import platform
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from typing import Any
 
 from unijax.dispatch.config import config
@@ -65,7 +66,6 @@ def collect() -> dict[str, Any]:
                             config.source(opt.name)))
         except UnijaxError as err:
             options.append((opt.name, "invalid", str(err)))
-    from importlib import metadata
 
     return {
         "unijax": metadata.version("unijax"),

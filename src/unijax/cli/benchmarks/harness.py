@@ -27,6 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from unijax.cli.benchmarks.workloads import BACKENDS, TARGETS, Target, Variant, Workload
+from unijax.dispatch.plugins import get_backend
+from unijax.errors import UnijaxError
+from unijax.testing import to_numpy
+from unijax.tree_util import tree_leaves
 
 __all__ = [
     "PRESETS",
@@ -79,9 +83,6 @@ def available_libraries(wanted: Sequence[str] = BACKENDS) -> dict[str, str | Non
     A library is usable when unijax's backend of that name loads and is available (so a
     missing array library gives its install hint).
     """
-    from unijax.dispatch.plugins import get_backend
-    from unijax.errors import UnijaxError
-
     found: dict[str, str | None] = {}
     for name in wanted:
         try:
@@ -174,9 +175,6 @@ def _error(err: BaseException) -> str:
 
 def _leaves(out: Any) -> list[Any]:
     import numpy as np
-
-    from unijax.testing import to_numpy
-    from unijax.tree_util import tree_leaves
 
     return [np.asarray(to_numpy(leaf), dtype=np.float64) for leaf in tree_leaves(out)]
 

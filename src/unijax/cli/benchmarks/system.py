@@ -11,6 +11,7 @@ allocates, so only NumPy-based variants are compared.
 from __future__ import annotations
 
 import gc
+import json
 import math
 import os
 import platform
@@ -19,8 +20,10 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from typing import Any
 
+import unijax
 from unijax.cli.benchmarks.harness import Settings, quartiles, workload_size
 from unijax.cli.benchmarks.workloads import get_workload
 
@@ -67,8 +70,6 @@ def measure_import(runs: int) -> dict[str, Any]:
         ``array_libraries_imported`` (the union over runs; should be empty), and the raw
         samples.
     """
-    import json
-
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPROFILEIMPORTTIME"}
     walls, empties, cumulative, imported = [], [], [], set()
     for _ in range(max(1, runs)):
@@ -139,10 +140,6 @@ def measure_memory(settings: Settings, libraries: dict[str, str | None],
 
 def machine_info() -> dict[str, Any]:
     """Python, platform, CPU count, load average, library versions, thread settings."""
-    from importlib import metadata
-
-    import unijax
-
     versions: dict[str, str | None] = {}
     for dist in ("numpy", "autograd", "jax", "jaxlib", "array-api-strict", "array-api-compat"):
         try:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import unijax
 from unijax.cli.benchmarks import programs as P
 
 __all__ = [
@@ -135,8 +136,6 @@ def _jax_sync(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _unijax_data(data: Data, backend: str) -> Data:
-    import unijax
-
     return unijax.tree.tree_map(lambda a: unijax.asarray(a, backend=backend), data)
 
 
@@ -153,8 +152,6 @@ def _bind(fn: Callable[..., Any], data: Data) -> Thunk:
 
 def _unijax_transform(fun: Callable[..., Any], transform: str, backend: str,
                       in_axes: Any) -> Callable[..., Any]:
-    import unijax
-
     grad = functools.partial(unijax.grad, backend=backend)
     jit = functools.partial(unijax.jit, backend=backend)
     vmap = functools.partial(unijax.vmap, in_axes=in_axes, backend=backend)

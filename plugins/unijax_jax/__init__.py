@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
-from unijax.errors import ConcretizationError, message
+from unijax import default_float_dtype, tree_util
+from unijax.errors import ConcretizationError, ConfigError, message
 from unijax.extend import Backend, Capabilities, NativeTransforms, hookimpl
 
 _NATIVE = frozenset(NativeTransforms.__dataclass_fields__)
@@ -26,8 +27,6 @@ def _enable_x64_if_asked(name: str, value: Any) -> None:
     # x64 is only ever switched on: other threads may still want float64.
     if not _loaded or name not in ("default_float_dtype", "*"):
         return
-    from unijax import default_float_dtype
-    from unijax.errors import ConfigError
 
     try:
         wanted = value or default_float_dtype()
@@ -42,8 +41,6 @@ def _enable_x64_if_asked(name: str, value: Any) -> None:
 
 def _load_namespace() -> Any:
     import jax.numpy as jnp
-
-    from unijax import tree_util
 
     if not _loaded:
         _loaded.append(True)
