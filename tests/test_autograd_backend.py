@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 from array_api_compat import array_namespace
 
+import unijax
 from unijax import tree_util
 from unijax.dispatch.plugins import get_backend
 from unijax.errors import NonScalarOutputError
@@ -301,3 +303,395 @@ def test_values_computed_from_constants_only_record_no_vjp():
     got = unijax.grad(loss, backend="autograd")(params, data)
     np.testing.assert_allclose(got["w"], data**2, rtol=1e-15)
     assert _vjp_calls == {}
+
+
+# --- Array-API library code: device, in-place writes, integer arguments --------------------
+
+
+def _finite_differences(f: Any, x: np.ndarray, *args: Any, eps: float = 1e-6) -> np.ndarray:
+    """Central differences of the scalar ``f(x, *args)``, run eagerly on NumPy."""
+    out = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        step = np.zeros_like(x)
+        step[i] = eps
+        out[i] = (float(f(x + step, *args)) - float(f(x - step, *args))) / (2 * eps)
+    return out
+
+
+def _check_gradient(f: Any, x: np.ndarray, *args: Any, engine: Any = True) -> np.ndarray:
+    """unijax.grad on Autograd against the numpy backend's engine and finite differences.
+
+    ``engine``: False to skip the engine, or another function whose engine gradient is
+    the reference (the same mathematics written so that the engine can run it).
+    """
+    import unijax
+
+    got = unijax.grad(f, backend="autograd")(x, *args)
+    assert type(got) is np.ndarray and got.shape == x.shape
+    if engine is not False:
+        reference = f if engine is True else engine
+        np.testing.assert_allclose(got, unijax.grad(reference, backend="numpy")(x, *args),
+                                   rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got, _finite_differences(f, x, *args), rtol=1e-6, atol=1e-7)
+    return got
+
+
+XW = np.asarray([0.3, -1.2, 0.8, 2.0])
+
+
+def test_box_reports_its_device():
+    from array_api_compat import device
+
+    def f(x):
+        ns = array_namespace(x)
+        assert x.device == "cpu" and device(x) == "cpu"
+        assert x.to_device("cpu") is x
+        y = ns.zeros(x.shape[0], dtype=x.dtype, device=device(x))
+        return ns.sum((y + x) ** 2) + ns.sum(ns.ones_like(x, device=x.device) * x)
+
+    _check_gradient(f, XW)
+    with pytest.raises(ValueError, match="CPU"):
+        native.grad(lambda x: xp.sum(x.to_device("gpu")))(XW)
+
+
+def test_box_has_the_matrix_transpose_attribute():
+    m = X[:2]
+    _check_gradient(lambda x: array_namespace(x).sum(x.mT * m.mT), m)
+
+
+def test_write_into_a_box():
+    def f(x):
+        ns = array_namespace(x)
+        y = x * 1.0
+        y[0] = 5.0  # overwritten: no derivative towards x[0] through y
+        y[1:3] = y[1:3] * x[3]
+        y[-1] += ns.sum(x)  # read, then write
+        return ns.sum(y**2)
+
+    g = _check_gradient(f, XW)
+    assert g[0] == pytest.approx(2 * (XW[3] + XW.sum()))  # only through the += of the sum
+
+
+def test_write_into_a_box_leaves_other_references_to_its_value():
+    def f(x):
+        ns = array_namespace(x)
+        y = x * 2.0
+        z = ns.asarray(y, copy=True)  # another object: writes to y do not reach it
+        alias = y  # the same object: it sees the write, as with NumPy
+        y[1] = x[0] ** 3
+        assert alias is y
+        return ns.sum(z * alias)
+
+    _check_gradient(f, XW)
+
+
+def _filled(y: Any) -> Any:
+    y[...] = 1.5  # a plain value written into a created array: it stays a constant
+    return y
+
+
+CREATED: dict[str, Any] = {
+    "zeros": lambda ns, x: ns.zeros(6),
+    "ones": lambda ns, x: ns.ones((6,), dtype=ns.float64),
+    "full": lambda ns, x: ns.full(6, 0.5),
+    "empty": lambda ns, x: _filled(ns.empty(6)),
+    "asarray": lambda ns, x: ns.asarray([0.0, 1.0, 2.0, 3.0, 4.0, 5.0]),
+    "arange": lambda ns, x: ns.arange(6.0),
+    "linspace": lambda ns, x: ns.linspace(0.0, 1.0, 6),
+    "eye": lambda ns, x: ns.eye(6)[2],
+    "zeros_like": lambda ns, x: ns.zeros_like(ns.concat([x, x[:2]])),
+    "ones_like": lambda ns, x: ns.ones_like(ns.concat([x, x[:2]])),
+    "empty_like": lambda ns, x: _filled(ns.empty_like(ns.concat([x, x[:2]]))),
+    "full_like": lambda ns, x: ns.full_like(ns.concat([x, x[:2]]), 2.0),
+}
+
+
+def _write_into(make: Any) -> Any:
+    def f(x):
+        ns = array_namespace(x)
+        y = make(ns, x)
+        y[0] = x[0]
+        y[2:4] = x[1:3] * x[3]
+        y[5] = ns.sin(x[3])
+        return ns.sum(y**2) + ns.sum(y[1:])
+
+    return f
+
+
+@pytest.mark.parametrize("name", list(CREATED))
+def test_write_a_box_into_a_created_array(name):
+    g = _check_gradient(_write_into(CREATED[name]), XW)
+    assert np.all(g != 0.0)
+
+
+@pytest.mark.parametrize("name", ["zeros_like", "ones_like", "empty_like", "full_like"])
+def test_write_a_box_into_an_array_created_like_a_plain_one(name):
+    # The engine cannot write a tracer into xp.ones_like(plain) (NumPy calls float() on
+    # it); its reference is the same function creating like a traced array.
+    plain = np.full(6, 7.0)
+
+    def like(ns, x):
+        return getattr(ns, name)(plain, *([2.0] if name == "full_like" else []))
+
+    boxed = CREATED[name]
+    g = _check_gradient(_write_into(like if name != "empty_like" else
+                                    lambda ns, x: _filled(like(ns, x))), XW,
+                        engine=_write_into(boxed))
+    assert np.all(g != 0.0)
+
+
+def test_created_arrays_take_boxes_on_every_path():
+    # grad of one array goes through autograd.grad itself; other array arguments through
+    # the adapter's own trace (constants boxed); vjp and jacrev too.
+    import unijax
+
+    def f(x, w):
+        ns = array_namespace(x)
+        y = ns.zeros(2)
+        y[1] = ns.sum(x * w)
+        return ns.sum(y * y)
+
+    w = np.asarray([1.0, 2.0, 3.0, 4.0])
+    want = 2 * np.sum(XW * w) * w
+    np.testing.assert_allclose(native.grad(lambda x: f(x, w))(XW), want)
+    np.testing.assert_allclose(unijax.grad(f, backend="autograd")(XW, w), want)
+    _, vjp_fn = native.vjp(f, XW, w)
+    np.testing.assert_allclose(vjp_fn(1.0)[0], want)
+    np.testing.assert_allclose(native.jacrev(f)(XW, w), want)
+
+
+def test_created_arrays_are_plain_outside_any_trace():
+    for name, make in CREATED.items():
+        y = make(xp, XW)
+        assert type(y) is np.ndarray, name
+    assert type(xp.asarray(2.0)) is np.ndarray
+    assert type(xp.zeros(3, dtype=xp.int64)) is np.ndarray
+    # ... and under a trace this plugin did not start (autograd's own forward mode)
+    from autograd.differential_operators import make_jvp
+
+    seen = []
+
+    def f(x):
+        seen.append(type(xp.zeros(2)))
+        return x * 2.0
+
+    make_jvp(f)(1.0)(1.0)
+    assert seen == [np.ndarray]
+
+
+def test_integer_and_boolean_creations_stay_plain_under_grad():
+    def f(x):
+        idx = xp.arange(2)
+        mask = xp.zeros(4, dtype=xp.bool)
+        assert type(idx) is np.ndarray and type(mask) is np.ndarray
+        mask[1] = True
+        return xp.sum(x[idx]) + xp.sum(xp.where(mask, x, 0.0))
+
+    np.testing.assert_allclose(native.grad(f)(XW), [1.0, 2.0, 0.0, 0.0])
+
+
+SETITEM_KEYS: dict[str, Any] = {
+    # name: (key, value made from x)
+    "int": (1, lambda ns, x: x[0] * x[1]),
+    "negative": (-1, lambda ns, x: ns.exp(x[0])),
+    "slice_broadcast_scalar": (slice(1, 4), lambda ns, x: x[0] ** 2),
+    "step_slice": (slice(None, None, 2), lambda ns, x: x[1:3] * 2.0),
+    "column": ((slice(None), 0), lambda ns, x: x * x[0]),
+    "row_broadcast": ((slice(1, 3), slice(None)), lambda ns, x: x[1:3] * 2.0),
+    "int_array_pair": ((np.asarray([0, 3]), np.asarray([1, 0])), lambda ns, x: x[:2] ** 2),
+    "int_array": (np.asarray([3, 0]), lambda ns, x: x[1:3] ** 2),
+    "int_array_duplicates": (np.asarray([2, 2, 0]), lambda ns, x: x[:3] * x[3]),
+    "duplicates_broadcast": (np.asarray([1, 1]), lambda ns, x: ns.sin(x[2])),
+    "int_list": ([0, 2], lambda ns, x: x[2:] * 3.0),
+    "bool_mask": (np.asarray([True, False, True, False]), lambda ns, x: x[1:3] ** 3),
+    "mask_broadcast": (np.asarray([False, True, True, True]), lambda ns, x: x[0] * 2.0),
+    "ellipsis": (Ellipsis, lambda ns, x: x[::-1] * x[0]),
+    "value_leading_ones": (slice(0, 2), lambda ns, x: ns.reshape(x[2:], (1, 2))),
+}
+
+
+# The engine of the numpy backend differs from NumPy (and from finite differences) on
+# these: it sums the cotangents of values written twice to one element, where NumPy keeps
+# one write; and it refuses a value with more leading length-1 axes than the selection.
+ENGINE_DIFFERS = {"int_array_duplicates", "duplicates_broadcast", "value_leading_ones"}
+
+
+@pytest.mark.parametrize("name", list(SETITEM_KEYS))
+def test_setitem_gradient_for_each_kind_of_key(name):
+    key, value = SETITEM_KEYS[name]
+
+    def f(x):
+        ns = array_namespace(x)
+        y = ns.stack([x, x**2], axis=1) if isinstance(key, tuple) else x * 1.0  # 2-D: (4, 2)
+        y[key] = value(ns, x)
+        weights = ns.reshape(ns.arange(1.0, 1.0 + math.prod(y.shape)), y.shape)
+        return ns.sum(ns.sin(y) * weights)
+
+    _check_gradient(f, XW, engine=name not in ENGINE_DIFFERS)
+
+
+def test_setitem_into_a_plain_argument_array_under_grad():
+    # the other arrays of a call are boxed as constants: they accept boxes too
+    def f(x, buf):
+        ns = array_namespace(x, buf)
+        buf[1] = x[0] * x[1]
+        return ns.sum(buf**2)
+
+    import unijax
+
+    buf = np.asarray([1.0, 2.0, 3.0])
+    unijax.grad(f, backend="autograd")(XW, buf)
+    np.testing.assert_array_equal(buf, [1.0, 2.0, 3.0])  # the caller's array is untouched
+    _check_gradient(f, XW, buf)
+
+
+def test_setitem_second_order():
+    def f(x):
+        y = xp.zeros(2)
+        y[0] = x**3
+        y[1] = xp.sin(x)
+        return xp.sum(y * y)
+
+    d2 = native.grad(native.grad(f))(0.7)
+    want = 30 * 0.7**4 + 2 * np.cos(2 * 0.7)
+    assert d2 == pytest.approx(want, rel=1e-12)
+
+
+def test_setitem_forward_mode():
+    from autograd.differential_operators import make_jvp
+
+    def f(x):
+        y = x * 1.0
+        y[1:] = x[:2] ** 2
+        return y
+
+    x = np.asarray([1.0, 2.0, 3.0])
+    _, tangent = make_jvp(f)(x)(np.asarray([1.0, 1.0, 1.0]))
+    np.testing.assert_allclose(tangent, [1.0, 2.0, 4.0])
+
+
+def test_write_of_a_value_from_a_nested_trace_raises():
+    outer = {}
+
+    def inner(x):
+        outer["y"][0] = x[0]  # y belongs to the outer trace
+        return xp.sum(x)
+
+    def f(x):
+        outer["y"] = x * 1.0
+        native.grad(inner)(x * 2.0)
+        return xp.sum(outer["y"])
+
+    with pytest.raises(TypeError, match="cannot update x in place"):
+        native.grad(f)(XW)
+
+
+# --- integer and boolean arguments ---------------------------------------------------------
+
+
+def test_array_namespace_of_a_box_and_integer_arguments_is_one_namespace():
+    import unijax
+
+    def f(x, idx, mask):
+        ns = array_namespace(x)
+        assert array_namespace(x, idx, mask) is ns
+        assert array_namespace(idx, mask, x) is ns  # whatever comes first
+        return ns.sum(x[idx]) + ns.sum(x[mask])
+
+    idx, mask = np.asarray([0, 3]), np.asarray([True, False, True, False])
+    _check_gradient(f, XW, idx, mask)
+    seen = []
+    unijax.grad(lambda x, i: seen.append(array_namespace(i, x)) or xp.sum(x),
+                backend="autograd")(XW, idx)
+    assert seen == [xp]
+
+
+def test_integer_and_boolean_arguments_behave_as_integer_arrays():
+    # Library code on index and mask arguments: scalars out of them, Python integers,
+    # operators without a derivative, tuple keys, counts.
+    def f(x, idx, mask):
+        ns = array_namespace(x, idx, mask)
+        n = int(ns.max(idx)) + 1
+        first = idx[0]
+        parts = [x[j] for j in range(n)]
+        m = ns.reshape(x, (2, 2))
+        return (ns.sum(ns.stack(parts)) + x[first] + [x[0], x[1]][idx[-1] // 2]
+                + ns.sum(x[~mask]) + ns.sum(x[mask & (idx[0] == 0)]) + ns.sum(x[mask | mask])
+                + ns.sum(x[mask ^ ~mask]) + ns.sum(mask) * x[1]
+                + ns.sum(m[idx // 2, 0]) + ns.sum(m[idx[:1] // 2, :]) + float(first) * x[2]
+                + ns.sum(idx << 1) * x[3] + ns.sum(x[idx >> 1]))
+
+    idx, mask = np.asarray([0, 3]), np.asarray([True, False, True, False])
+    _check_gradient(f, XW, idx, mask)
+
+
+_int_vjp_calls: dict[str, int] = {}
+
+
+@autograd.extend.primitive
+def _gather(values, index):
+    return values[index]
+
+
+def _gather_vjp(ans, values, index):
+    def vjp(g):
+        out = np.zeros_like(values)
+        np.add.at(out, index, g)
+        return out
+    return vjp
+
+
+def _gather_index_vjp(ans, values, index):
+    _int_vjp_calls["index"] = _int_vjp_calls.get("index", 0) + 1
+    return lambda g: np.zeros(np.shape(index))
+
+
+autograd.extend.defvjp(_gather, _gather_vjp, _gather_index_vjp)
+
+
+def test_no_vjp_is_built_towards_integer_arguments():
+    import unijax
+
+    def f(x, idx):
+        ns = array_namespace(x, idx)
+        return ns.sum(_gather(x, idx + 1) ** 2)
+
+    _int_vjp_calls.clear()
+    g = unijax.grad(f, backend="autograd")(XW, np.asarray([0, 0, 2]))
+    np.testing.assert_allclose(g, [0.0, 4 * XW[1], 0.0, 2 * XW[3]])
+    assert _int_vjp_calls == {}
+
+
+def test_arraybox_is_completed_once_and_only_by_the_plugin():
+    import subprocess
+    import sys
+
+    import unijax_autograd.namespace as namespace
+    from autograd.numpy.numpy_boxes import ArrayBox
+
+    raw = ArrayBox._unijax_raw_getitem
+    namespace._install()  # again: nothing is wrapped twice
+    assert ArrayBox._unijax_raw_getitem is raw and getattr(raw, "_is_autograd_primitive", 0)
+    np.testing.assert_allclose(native.grad(lambda x: x[0] * x[1])(XW), [XW[1], XW[0], 0, 0])
+    # `import unijax` (and loading autograd) leaves autograd's classes alone
+    code = ("import unijax, autograd.numpy; from autograd.numpy.numpy_boxes import ArrayBox; "
+            "print(any(hasattr(ArrayBox, a) for a in ('device', '__setitem__', '__index__')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("make", [
+    lambda xp, x: xp.sum(xp.ones_like(x)),
+    lambda xp, x: xp.sum(xp.zeros(3) + 2.0),
+    lambda xp, x: xp.sum(xp.asarray([1.0, 2.0]) * 3.0),
+], ids=["ones_like", "zeros", "asarray"])
+def test_grad_of_an_output_made_from_constants_is_zero(make):
+    # The output is boxed (made by the namespace on the trace) but independent of x:
+    # autograd's own backward pass would hand back the seed as the gradient.
+    def f(x):
+        return make(array_namespace(x), x)
+
+    x = np.ones(3)
+    np.testing.assert_array_equal(unijax.grad(f, backend="autograd")(x), np.zeros(3))
+    np.testing.assert_array_equal(unijax.grad(f, backend="numpy")(x), np.zeros(3))

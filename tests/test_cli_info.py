@@ -63,9 +63,65 @@ def test_info_reports_bad_configuration_instead_of_crashing(capsys, monkeypatch)
     monkeypatch.setenv("UNIJAX_BACKEND", "jaxx")
     monkeypatch.setenv("UNIJAX_JIT_CACHE_SIZE", "-1")
     _config.reload()
-    out = run_info(capsys, "--plain")
+    assert main(["info", "--plain"]) == 1
+    out = capsys.readouterr().out
     assert "Selected: UnknownBackendError: unijax has no backend named 'jaxx'" in out
     assert "jit_cache_size = invalid" in out
+    problems = out.split("\nProblems:\n", 1)[1]
+    assert "  - UnknownBackendError: unijax has no backend named 'jaxx'" in problems
+    assert "UNIJAX_JIT_CACHE_SIZE" in problems
+    assert "  numpy: available" in out  # the rest of the report is still there
+
+
+MALFORMED = [
+    b"tool = 3\n",
+    b'[tool]\nunijax = "x"\n',
+    b"[tool.unijax\nbackend = 1\n",
+    '[tool.unijax]\nbackend = "jäx"\n'.encode("latin-1"),
+]
+
+
+@pytest.mark.parametrize("body", MALFORMED)
+@pytest.mark.parametrize("plain", [True, False])
+def test_info_reports_a_malformed_pyproject_above_the_working_directory(
+        capsys, monkeypatch, tmp_path, body, plain):
+    monkeypatch.setenv("COLUMNS", "400")  # rich must not wrap the path
+    path = tmp_path / "pyproject.toml"
+    path.write_bytes(body)
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    _config.reload()
+    assert main(["info", *(["--plain"] if plain else [])]) == 1
+    captured = capsys.readouterr()
+    problems = captured.out.split("Problems:\n", 1)[1]
+    assert problems.count("  - ConfigError: ") == 1 and str(path) in problems
+    assert "Traceback" not in captured.out + captured.err
+
+
+def test_info_in_a_subprocess_exits_1_on_a_malformed_pyproject(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("tool = 3\n")
+    code = "from unijax.cli import main; raise SystemExit(main(['info', '--plain']))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"ConfigError: unijax cannot read config file {tmp_path / 'pyproject.toml'}" \
+        in result.stdout
+
+
+def test_info_shows_plugin_exiting_at_import_as_broken(capsys, tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    info = site / "unijax_test_cli_exit-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: unijax-test-cli-exit\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[unijax.backends]\nquits = unijax_test_cli_exit\n")
+    (site / "unijax_test_cli_exit.py").write_text("import sys\nsys.exit(2)\n")
+    monkeypatch.syspath_prepend(str(site))
+    _plugins._reset()
+    out = run_info(capsys, "--plain")
+    assert "  quits: broken" in out and "SystemExit: 2" in out
+    assert "  numpy: available" in out
 
 
 def test_info_shows_broken_plugin(capsys, tmp_path, monkeypatch):

@@ -134,7 +134,6 @@ def test_config_file_nearest_pyproject_upward(monkeypatch, tmp_path):
     path = write_pyproject(tmp_path, '[tool.unijax]\nbackend = "jax"\njit-cache-size = 8\n')
     deep = tmp_path / "a" / "b"
     deep.mkdir(parents=True)
-    write_pyproject(tmp_path / "a", '[project]\nname = "inner"\n')  # no [tool.unijax]
     monkeypatch.chdir(deep)
     _config.reload()
     assert unijax.config.read("backend") == "jax"
@@ -142,6 +141,90 @@ def test_config_file_nearest_pyproject_upward(monkeypatch, tmp_path):
     assert str(path) in unijax.config.source("backend")
     explanation = unijax.explain_backend()
     assert (explanation.rule, explanation.backend) == ("config_file", "jax")
+
+
+@pytest.mark.parametrize("above", [
+    '[tool.unijax]\nbackend = "jax"\njit-cache-size = 8\n',
+    "[tool.unijax\nbackend = 1\n",  # another project's broken file is not read either
+])
+def test_config_search_stops_at_the_first_pyproject_toml(monkeypatch, tmp_path, above):
+    write_pyproject(tmp_path, above)
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    write_pyproject(project, '[project]\nname = "inner"\n')  # no [tool.unijax]
+    monkeypatch.chdir(project / "src")
+    _config.reload()
+    assert unijax.config.read("backend") is None
+    assert unijax.config.read("jit_cache_size") == 256
+    assert unijax.config.source("jit_cache_size") == "the default"
+    assert unijax.explain_backend().rule == "default"
+
+
+MALFORMED_TOOL = [
+    ("tool = 3\n", "'tool' entry is not a table", "tool = 3"),
+    ("tool = [1, 2]\n", "'tool' entry is not a table", "tool = [1, 2]"),
+    ('[tool]\nunijax = "x"\n', "'tool.unijax' entry is not a table", "unijax = 'x'"),
+    ("tool.unijax = 5\n", "'tool.unijax' entry is not a table", "unijax = 5"),
+]
+
+
+@pytest.mark.parametrize(("body", "what", "got"), MALFORMED_TOOL)
+def test_malformed_tool_table_in_pyproject_names_the_file(monkeypatch, tmp_path, body, what,
+                                                          got):
+    path = write_pyproject(tmp_path, body)
+    monkeypatch.chdir(tmp_path)
+    _config.reload()
+    for name in ("backend", "jit_cache_size"):
+        with pytest.raises(ConfigError) as info:
+            unijax.config.read(name)
+        text = str(info.value)
+        assert str(path) in text and what in text and got in text
+
+
+@pytest.mark.parametrize(("body", "what", "got"), MALFORMED_TOOL)
+def test_malformed_tool_table_in_unijax_config_names_the_file(monkeypatch, tmp_path, body,
+                                                              what, got):
+    path = tmp_path / "settings.toml"
+    path.write_text(body)
+    monkeypatch.setenv("UNIJAX_CONFIG", str(path))
+    _config.reload()
+    with pytest.raises(ConfigError) as info:
+        unijax.config.read("backend")
+    assert str(path) in str(info.value) and what in str(info.value)
+
+
+@pytest.mark.parametrize("via_env", [False, True])
+def test_config_file_not_utf8_names_the_file(monkeypatch, tmp_path, via_env):
+    path = tmp_path / ("settings.toml" if via_env else "pyproject.toml")
+    path.write_bytes('[tool.unijax]\nbackend = "jäx"\n'.encode("latin-1"))
+    if via_env:
+        monkeypatch.setenv("UNIJAX_CONFIG", str(path))
+    _config.reload()
+    with pytest.raises(ConfigError) as info:
+        unijax.config.read("backend")
+    text = str(info.value)
+    assert str(path) in text and "not UTF-8" in text and "Save the file as UTF-8" in text
+    assert isinstance(info.value.__cause__, UnicodeDecodeError)
+
+
+def test_reload_between_reads_of_the_file_values(monkeypatch, tmp_path):
+    path = write_pyproject(tmp_path, "[tool.unijax]\njit_cache_size = 8\n")
+    _config.reload()
+    real = _config._load_raw
+    edits: list[int] = []
+
+    def edited_and_reloaded_meanwhile():
+        raw = real()
+        if not edits:  # once: another thread edits the file and reloads in between
+            edits.append(1)
+            path.write_text("[tool.unijax]\n")
+            _config.reload()
+        return raw
+
+    monkeypatch.setattr(_config, "_load_raw", edited_and_reloaded_meanwhile)
+    assert unijax.config.read("jit_cache_size") in (8, 256)
+    monkeypatch.undo()
+    assert unijax.config.read("jit_cache_size") == 256
 
 
 def test_config_file_named_by_unijax_config(monkeypatch, tmp_path):

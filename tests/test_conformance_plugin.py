@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 import unijax_conformance
+from unijax_conformance import _state
 from unijax_conformance._xfail import ExpectedFailures
+from unijax_conformance.plugin import in_sample
 
 from unijax.cli.check import run_suite
 
@@ -97,3 +99,54 @@ def test_profiles_select_the_vmap_variants() -> None:
 
     assert len(collected("ci")) == 1
     assert len(collected("thorough")) == 3
+
+
+# The ci profile checks a native transform on a sample of the rows (autograd's grad here:
+# the cheapest native transform to run). Rows picked by the same stable hash as the plugin.
+_SHARE = _state.PROFILES["ci"]["native_share"]
+
+
+def _grad_row(name: str) -> str:
+    return f"test_grad.py::test_grad_finite_differences[autograd-{name}]"
+
+
+def _autograd_rows() -> tuple[str, str]:
+    """A row inside the ci sample and one outside it, both passing on autograd."""
+    pytest.importorskip("autograd")
+    inside = next(n for n in ("log2", "log10", "maximum") if in_sample(n, "autograd", _SHARE))
+    outside = next(n for n in ("sin", "cos", "exp") if not in_sample(n, "autograd", _SHARE))
+    return inside, outside
+
+
+def test_ci_profile_skips_rows_outside_the_sample_with_the_reason() -> None:
+    inside, outside = _autograd_rows()
+    code, events, _ = _events(["autograd"], [_grad_row(inside), _grad_row(outside)])
+    assert code == 0
+    outcomes = {e["id"]: e for e in events}
+    assert outcomes[_grad_row(inside)]["outcome"] == "passed"
+    skipped = outcomes[_grad_row(outside)]  # reported, not silently deselected
+    assert skipped["outcome"] == "unsupported"
+    assert f"checks autograd's native grad on a {_SHARE:.0%} sample" in skipped["message"]
+    assert "--unijax-profile thorough" in skipped["message"]
+
+
+def test_thorough_profile_runs_every_row() -> None:
+    _, outside = _autograd_rows()
+    events: list[dict[str, Any]] = []
+    code, _, _ = run_suite(["autograd"], profile="thorough",
+                           targets=[str(SUITE / _grad_row(outside))], on_event=events.append)
+    assert code == 0
+    (event,) = [e for e in events if e.get("event") == "test"]
+    assert event["outcome"] == "passed"
+
+
+def test_stale_expected_failure_outside_the_sample_fails_the_run(tmp_path: Path) -> None:
+    # A listed row runs whatever the sample: an entry that passes must not hide there.
+    _, outside = _autograd_rows()
+    listed = tmp_path / "xfail.toml"
+    listed.write_text(f'[autograd]\n"{_grad_row(outside)}" = "believed broken"\n')
+    code, events, _ = _events(["autograd"], [_grad_row(outside)],
+                              "--unijax-xfail", str(listed))
+    assert code == 1
+    (event,) = events
+    assert event["outcome"] == "failed" and "XPASS(strict)" in event["message"]

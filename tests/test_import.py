@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-ARRAY_LIBRARIES = ("numpy", "jax", "jaxlib", "autograd", "cupy", "array_api_strict",
+ARRAY_LIBRARIES = ("numpy", "jax", "jaxlib", "autograd", "cupy", "array_api_strict", "scipy",
                    "array_api_compat")
 PLUGINS = ("unijax_numpy", "unijax_jax", "unijax_autograd", "unijax_autograd.namespace",
            "unijax_cupy", "unijax_array_api_strict")

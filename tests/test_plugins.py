@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 import unijax
+from unijax.dispatch import backend as _backend
 from unijax.dispatch import options as _config
 from unijax.dispatch import plugins as _plugins
 from unijax.errors import (
@@ -303,6 +305,72 @@ def test_broken_plugin_does_not_break_type_lookup(make_plugins):
     infos = {info.name: info for info in _plugins.list_backends()}
     assert infos["broken"].backend is None and "ImportError: nope" in infos["broken"].error
     assert infos["toy"].available
+
+
+def test_plugin_calling_sys_exit_at_import_is_a_broken_plugin(make_plugins):
+    make_plugins({"quitter": "unijax_test_quitter", "toy": "unijax_test_toy"},
+                 {"unijax_test_quitter": "import sys\nsys.exit(3)\n",
+                  "unijax_test_toy": GOOD})
+    before = state()
+    with pytest.raises(PluginError) as info:  # not SystemExit: the program goes on
+        _plugins.get_backend("quitter")
+    text = str(info.value)
+    assert "plugin 'quitter'" in text and "failed to import" in text
+    assert "SystemExit: 3" in text
+    assert state() == before
+    assert "unijax_test_quitter" not in sys.modules
+    # Loading every plugin (to recognise an array type) records it as broken.
+    assert _plugins.backend_for_type(np.ndarray).name == "numpy"
+    infos = {i.name: i for i in _plugins.list_backends()}
+    assert infos["quitter"].backend is None and "SystemExit: 3" in infos["quitter"].error
+    assert infos["toy"].available
+
+
+def test_plugin_hook_calling_sys_exit_is_a_plugin_error(make_plugins):
+    source = HEADER + "import sys\n@hookimpl\ndef unijax_backend():\n    sys.exit('bye')\n"
+    make_plugins({"exiter": "unijax_test_exiter"}, {"unijax_test_exiter": source})
+    before = state()
+    with pytest.raises(PluginError, match="hook unijax_backend raised") as info:
+        _plugins.get_backend("exiter")
+    assert "SystemExit: bye" in str(info.value)
+    assert state() == before
+
+
+def _failing_loader(kind: type[BaseException]) -> Callable[[], object]:
+    def load() -> object:
+        raise kind("the library is broken")
+    return load
+
+
+@pytest.mark.parametrize(("module", "name", "hook"), [
+    ("unijax_numpy", "numpy", "load_namespace"),
+    ("unijax_array_api_strict", "array_api_strict", "load_namespace"),
+    ("unijax_autograd", "autograd", "load_namespace"),
+    ("unijax_autograd", "autograd", "load_native"),
+    ("unijax_jax", "jax", "load_namespace"),
+    ("unijax_jax", "jax", "load_native"),
+])
+@pytest.mark.parametrize("kind", [ImportError, RuntimeError, KeyError, SystemExit])
+def test_backend_loader_raising_is_a_plugin_error_on_every_backend(monkeypatch, module, name,
+                                                                    hook, kind):
+    plugin = importlib.import_module(module)
+    monkeypatch.setattr(plugin, f"_{hook}", _failing_loader(kind))
+    _plugins._reset()  # the hook builds the Backend again, with the failing loader
+
+    def loss(x):
+        return x * x
+
+    with pytest.raises(PluginError) as info:
+        unijax.grad(loss, backend=name)(1.5)
+    text = str(info.value)
+    assert f"unijax backend {name!r} (plugin {module!r})" in text
+    assert f"its {hook} raised" in text
+    assert f"{kind.__name__}: " in text and "the library is broken" in text
+    assert type(info.value.__cause__) is kind
+    assert not _backend.LOADING  # the failed load left nothing behind
+    with pytest.raises(PluginError, match=hook):  # and is tried again, not cached
+        getattr(_plugins.get_backend(name), "namespace" if hook == "load_namespace"
+                else "native_transforms")
 
 
 # --- allow-list and autoload ----------------------------------------------------------

@@ -49,7 +49,9 @@ def test_closed_over_array_is_one_constant() -> None:
     program, outs = stage(lambda xs: [xs[0] * c + c], [np.ones(2)])
     assert len(program.constants) == 1
     (var,) = program.constants
-    assert program.constants[var] is c
+    # Captured at trace time: a copy, so later writes to ``c`` do not reach the program.
+    assert program.constants[var] is not c
+    np.testing.assert_array_equal(program.constants[var], c)
     assert program.equations[0].inputs[1] is var
     assert program.equations[1].inputs[1] is var
     np.testing.assert_array_equal(outs[0], np.ones(2) * c + c)

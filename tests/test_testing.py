@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,137 @@ def test_check_grads_detects_a_wrong_derivative(modes: tuple[str, ...]) -> None:
         check_grads(_wrong_derivative, (np.asarray([0.3, -0.8]),), order=1, modes=modes)
 
 
+# Derivatives that are NaN or infinite at the second element only: the inner product of
+# reverse mode turns such a NaN into a NaN total, which compares false with any bound.
+_NAN_AT_1 = np.asarray([1.0, np.nan])
+_INF_AT_1 = np.asarray([1.0, np.inf])
+
+
+@unijax.custom_jvp
+def _nan_derivative(x: Any) -> Any:
+    return array_namespace(x).sin(x)
+
+
+@_nan_derivative.defjvp
+def _nan_jvp(primals: Any, tangents: Any) -> Any:
+    (x,), (t,) = primals, tangents
+    return _nan_derivative(x), array_namespace(x).cos(x) * t * _NAN_AT_1
+
+
+@unijax.custom_jvp
+def _inf_derivative(x: Any) -> Any:
+    return array_namespace(x).sin(x)
+
+
+@_inf_derivative.defjvp
+def _inf_jvp(primals: Any, tangents: Any) -> Any:
+    (x,), (t,) = primals, tangents
+    return _inf_derivative(x), array_namespace(x).cos(x) * t * _INF_AT_1
+
+
+@unijax.custom_jvp
+def _cos_nan_derivative(x: Any) -> Any:
+    return array_namespace(x).cos(x)
+
+
+@_cos_nan_derivative.defjvp
+def _cos_nan_jvp(primals: Any, tangents: Any) -> Any:
+    (x,), (t,) = primals, tangents
+    return _cos_nan_derivative(x), -array_namespace(x).sin(x) * t * _NAN_AT_1
+
+
+@unijax.custom_jvp
+def _nan_second_derivative(x: Any) -> Any:
+    return array_namespace(x).sin(x)
+
+
+@_nan_second_derivative.defjvp
+def _nan_second_jvp(primals: Any, tangents: Any) -> Any:
+    (x,), (t,) = primals, tangents
+    return _nan_second_derivative(x), _cos_nan_derivative(x) * t
+
+
+_POINT = np.asarray([0.3, -0.8])
+
+
+@pytest.mark.parametrize(("modes", "where"), [(("fwd",), "JVP of _nan_derivative, output 0"),
+                                              (("rev",), "VJP of _nan_derivative, argument 0")],
+                         ids=["fwd", "rev"])
+def test_check_grads_fails_on_a_nan_derivative(modes: tuple[str, ...], where: str) -> None:
+    with pytest.raises(AssertionError, match=re.escape(
+            f"order-1 {where}, element (1,): unijax's derivative is not finite")) as info:
+        check_grads(_nan_derivative, (_POINT,), order=1, modes=modes)
+    assert "but got nan" in str(info.value)
+
+
+def test_check_grads_names_the_argument_with_a_nan_derivative() -> None:
+    def f(x: Any, y: Any) -> Any:
+        return x * 2.0 + _nan_derivative(y)
+
+    with pytest.raises(AssertionError, match=re.escape("VJP of f, argument 1, element (1,)")):
+        check_grads(f, (_POINT, _POINT), order=1, modes=("rev",))
+
+
+def test_check_grads_names_the_pytree_leaf_with_a_nan_derivative() -> None:
+    def f(tree: Any) -> Any:
+        return tree["a"] * 2.0 + _nan_derivative(tree["b"])
+
+    with pytest.raises(AssertionError, match=re.escape("argument 0 leaf 1, element (1,)")):
+        check_grads(f, ({"a": _POINT, "b": _POINT},), order=1, modes=("rev",))
+
+
+@pytest.mark.parametrize("modes", [("fwd",), ("rev",)])
+def test_check_grads_fails_on_a_nan_second_derivative(modes: tuple[str, ...]) -> None:
+    with pytest.raises(AssertionError, match=r"order-2 .*element \(1,\): unijax's derivative "
+                                             r"is not finite"):
+        check_grads(_nan_second_derivative, (_POINT,), order=2, modes=modes)
+
+
+@pytest.mark.parametrize("modes", [("fwd",), ("rev",)])
+# Reverse mode multiplies the infinite derivative by a zero on the way (NaN, with NumPy's
+# warning); the check must still fail, on the element.
+@pytest.mark.filterwarnings("ignore:invalid value encountered in multiply:RuntimeWarning")
+def test_check_grads_fails_on_an_infinite_derivative(modes: tuple[str, ...]) -> None:
+    with pytest.raises(AssertionError, match=re.escape(
+            "element (1,): unijax's derivative is not finite")) as info:
+        check_grads(_inf_derivative, (_POINT,), order=1, modes=modes)
+    assert re.search(r"but got -?inf\.$", str(info.value))
+
+
+@pytest.mark.parametrize("modes", [("fwd",), ("rev",)])
+def test_check_grads_fails_on_nan_finite_differences(modes: tuple[str, ...]) -> None:
+    # The function is NaN at one element, its derivative (the identity) finite: nothing
+    # can be checked there, and reverse mode used to accept it.
+    shift = np.asarray([0.0, np.nan])
+    with pytest.raises(AssertionError, match=re.escape(
+            "output 0, element (1,): the finite differences are not finite")):
+        check_grads(lambda x: x + shift, (_POINT,), order=1, modes=modes)
+
+
+def _object_cotangent(scale: Any) -> Any:
+    """``2 x`` whose reverse rule returns an array of Python objects (as Autograd's higher
+    derivatives can), scaled elementwise by ``scale``."""
+
+    @unijax.custom_vjp
+    def double(x: Any) -> Any:
+        return x * 2.0
+
+    def fwd(x: Any) -> Any:
+        return double(x), None
+
+    def bwd(_: Any, g: Any) -> Any:
+        return (np.asarray(to_numpy(g) * 2.0 * scale, dtype=object),)
+
+    double.defvjp(fwd, bwd)
+    return double
+
+
+def test_check_grads_reads_derivatives_returned_as_objects() -> None:
+    check_grads(_object_cotangent(1.0), (_POINT,), order=1, modes=("rev",))
+    with pytest.raises(AssertionError, match=re.escape("argument 0, element (1,)")):
+        check_grads(_object_cotangent(_NAN_AT_1), (_POINT,), order=1, modes=("rev",))
+
+
 def test_check_grads_rejects_unknown_modes() -> None:
     with pytest.raises(ValueError, match="unknown modes"):
         check_grads(lambda x: x, (np.ones(2),), modes=("forward",))
@@ -72,6 +204,33 @@ def test_check_jit_detects_a_trace_time_constant() -> None:
 
     with pytest.raises(AssertionError, match="against eager"):
         check_jit(f, (np.ones(2),))
+
+
+def test_check_vmap_fails_on_a_nan_against_a_number() -> None:
+    # vmap's single call sees NaN, the loop's calls see numbers.
+    calls: list[int] = []
+
+    def nan_first(x: Any) -> Any:
+        calls.append(1)
+        return x * (float("nan") if len(calls) == 1 else 1.0)
+
+    with pytest.raises(AssertionError, match="against a Python loop"):
+        check_vmap(nan_first, (np.ones((3, 2)),))
+
+
+def test_check_jit_fails_on_a_nan_against_a_number() -> None:
+    calls: list[int] = []
+
+    def nan_when_traced(x: Any) -> Any:
+        calls.append(1)  # eager sees 1 call, the traced program the 2nd
+        return x * (1.0 if len(calls) == 1 else float("nan"))
+
+    with pytest.raises(AssertionError, match="against eager"):
+        check_jit(nan_when_traced, (np.ones(2),))
+
+
+def test_check_jit_accepts_the_same_nan() -> None:
+    check_jit(lambda x: x * float("nan"), (np.ones(2),))
 
 
 def test_check_jit_static_arguments() -> None:
@@ -110,20 +269,47 @@ class _OffByOne:
         return self._cnp.sum(x, **kwargs) + 1.0
 
 
-@pytest.fixture
-def off_by_one() -> Any:
+class _NanSum(_OffByOne):
+    """A namespace whose sum is NaN."""
+
+    def sum(self, x: Any, /, **kwargs: Any) -> Any:
+        return self._cnp.sum(x, **kwargs) * float("nan")
+
+
+class _FiniteSum(_OffByOne):
+    """A namespace whose sum leaves out infinite elements."""
+
+    def sum(self, x: Any, /, **kwargs: Any) -> Any:
+        return self._cnp.sum(self._cnp.where(self._cnp.isfinite(x), x, 0.0), **kwargs)
+
+
+def _register_namespace(name: str, namespace: type) -> Any:
     import types
 
     from unijax.dispatch import plugins as _plugins
     from unijax.extend import Backend, hookimpl, register_plugin
 
-    plugin = types.ModuleType("unijax_test_off_by_one")
+    plugin = types.ModuleType(f"unijax_{name}")
     plugin.unijax_backend = hookimpl(lambda: Backend(  # type: ignore[attr-defined]
-        "test_off_by_one", ("unijax_test_off_by_one",), ("numpy",), "(test only)",
-        load_namespace=_OffByOne))
+        name, (f"unijax_{name}",), ("numpy",), "(test only)", load_namespace=namespace))
     register_plugin(plugin)
-    yield "test_off_by_one"
+    yield name
     _plugins._reset()
+
+
+@pytest.fixture
+def off_by_one() -> Any:
+    yield from _register_namespace("test_off_by_one", _OffByOne)
+
+
+@pytest.fixture
+def nan_sum() -> Any:
+    yield from _register_namespace("test_nan_sum", _NanSum)
+
+
+@pytest.fixture
+def finite_sum() -> Any:
+    yield from _register_namespace("test_finite_sum", _FiniteSum)
 
 
 def _active_sum(w: Any) -> Any:
@@ -137,6 +323,34 @@ def test_check_backends_reports_a_disagreement(off_by_one: str) -> None:
     worst = report.worst()
     assert worst is not None and worst.backend == off_by_one and worst.max_abs == 1.0
     assert "DISAGREEMENT" in str(report) and "too large" in str(report)
+
+
+def test_check_backends_reports_nan_against_a_number(off_by_one: str, nan_sum: str) -> None:
+    report = check_backends(_active_sum, np.ones(3), transforms=("value",),
+                            backends=["numpy", off_by_one, nan_sum])
+    assert not report.ok
+    (row,) = [r for r in report.rows if r.backend == nan_sum]
+    assert not row.ok and row.max_abs == np.inf
+    worst = report.worst()  # NaN is worse than off by one
+    assert worst is not None and worst.backend == nan_sum
+    assert "inf (too large)" in str(report)
+
+
+def test_check_backends_reports_a_number_against_an_infinite_reference(
+        finite_sum: str) -> None:
+    report = check_backends(_active_sum, np.asarray([1.0, np.inf]), transforms=("value",),
+                            backends=["numpy", finite_sum])
+    (row,) = [r for r in report.rows if r.backend == finite_sum]
+    assert not row.ok and row.max_abs == np.inf
+
+
+def test_check_backends_accepts_the_same_nan_and_infinity() -> None:
+    report = check_backends(_active_sum, np.asarray([1.0, np.inf]), transforms=("value",),
+                            backends=["numpy"])
+    assert report.ok and report.rows[0].max_abs == 0.0
+    report = check_backends(lambda w: w * float("nan"), np.ones(2), transforms=("value",),
+                            backends=["numpy"])
+    assert report.ok and report.rows[0].max_abs == 0.0
 
 
 def test_check_backends_records_errors(off_by_one: str) -> None:

@@ -21,6 +21,8 @@ from typing import Any
 #: of row and backend picks them): native transforms compile a program per row and shape,
 #: which costs ten times the engine's checks (JAX: about a second a row), they check the
 #: library's own derivatives rather than unijax's, and the engine backends check every row.
+#: The other rows are reported as skipped, with the reason; a row listed as an expected
+#: failure always runs, so that an entry that starts passing fails the run.
 #: thorough draws many examples, checks both modes at every row's ``grad_order``, every row
 #: on every backend, and shrinks failures.
 PROFILES: dict[str, dict[str, Any]] = {

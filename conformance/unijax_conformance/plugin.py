@@ -8,7 +8,10 @@ so it stays light: it imports no array library, not even unijax, until a test as
   installed backend) — the backends the suite's tests are parametrized over. A backend
   whose library is missing, or that reports no usable device, is *skipped* with the
   reason (the install hint, the device error);
-* ``--unijax-profile ci|thorough`` — how many hypothesis examples each check draws;
+* ``--unijax-profile ci|thorough`` — how many hypothesis examples each check draws, and
+  on how many rows a backend's native transforms are checked (the ci profile samples
+  them and reports the rest as skipped, with the reason; rows listed as expected
+  failures always run, so that a stale entry fails the run);
 * ``--unijax-xfail FILE`` (repeatable) — extra expected-failure lists, in the format of
   ``unijax_conformance/xfail/<backend>.toml`` (for third-party backends);
 * ``--unijax-events FILE`` — one JSON line per finished test (used by ``unijax check``).
@@ -57,7 +60,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "unijax_transform(name): the per-row test checks transform `name`; in "
                    "the ci profile it runs on a sample of rows where the backend runs `name` "
-                   "natively")
+                   "natively (skipped, with the reason, on the others, unless listed as an "
+                   "expected failure)")
     profile = (config.getoption("unijax_profile")
                or os.environ.get("UNIJAX_CONFORMANCE_PROFILE") or "ci")
     if profile not in _state.PROFILES:
@@ -172,18 +176,35 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         setattr(fn, "_hypothesis_internal_use_settings", original)  # noqa: B010
 
 
-def _sampled(item: pytest.Item, backend: str) -> bool:
-    """Whether a per-row test runs under the profile's ``native_share`` (see ``_state``)."""
+def in_sample(row: str, backend: str, share: float) -> bool:
+    """Whether a stable hash of row and backend puts the row in a sample of ``share``.
+
+    Example:
+        >>> in_sample("sin", "jax", 1.0), in_sample("sin", "jax", 0.0)
+        (True, False)
+    """
+    return share >= 1 or zlib.crc32(f"{row}/{backend}".encode()) % 1000 < share * 1000
+
+
+def _outside_sample(item: pytest.Item, backend: str) -> str | None:
+    """Why a per-row test is left out of the profile's ``native_share`` (see ``_state``), or
+    None when it runs."""
     marker = item.get_closest_marker("unijax_transform")
-    spec = getattr(item, "callspec", None) and item.callspec.params.get("spec")
+    callspec = getattr(item, "callspec", None)
+    spec = callspec.params.get("spec") if callspec is not None else None
     share = _state.PROFILES[_state.profile]["native_share"]
     if marker is None or spec is None or share >= 1:
-        return True
+        return None
     from unijax.dispatch.plugins import get_backend
 
-    if marker.args[0] not in get_backend(backend, require_available=False).capabilities.native:
-        return True
-    return zlib.crc32(f"{spec.name}/{backend}".encode()) % 1000 < share * 1000
+    transform = marker.args[0]
+    if transform not in get_backend(backend, require_available=False).capabilities.native:
+        return None
+    if in_sample(spec.name, backend, share):
+        return None
+    return (f"the {_state.profile} profile checks {backend}'s native {transform} on a "
+            f"{share:.0%} sample of the rows, and this row is not in it; run with "
+            f"--unijax-profile thorough (unijax check --thorough) to check every row")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -212,12 +233,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.user_properties.append(("unijax_backend", backend or ""))
         if backend is None:
             continue
-        if not _sampled(item, backend):
-            dropped.append(item)
-            continue
         reason = xfails.reason(backend, suite_id(item))
         if reason is not None:
+            # Outside the sample too: a listed failure that starts passing must fail the
+            # run in every profile, or stale entries would go unnoticed.
             item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
+            continue
+        outside = _outside_sample(item, backend)
+        if outside is not None:
+            # Skipped, not deselected: the summary and ``unijax check`` count what was
+            # left out, and say why. A skip mark costs no fixture and no example.
+            item.add_marker(pytest.mark.skip(reason=outside))
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         dropped_ids = set(map(id, dropped))

@@ -9,7 +9,9 @@ adapters with JAX's signatures (``argnums`` int or tuple, ``has_aux``, pytree ar
 over ``autograd.grad`` and ``make_vjp`` (``unijax_autograd.transforms``), and
 ``custom_vjp``/``custom_jvp`` become autograd primitives (``unijax_autograd.custom``).
 The engine supplies everything else. The namespace (``unijax_autograd.namespace``)
-routes the Array API through ``autograd.numpy``.
+routes the Array API through ``autograd.numpy`` and completes ``ArrayBox`` as an Array
+API array: ``device``, and in-place writes (``box[key] = value``), which are functional
+updates that re-point the box, as the engine does for its own tracers.
 """
 
 from __future__ import annotations
@@ -58,8 +60,9 @@ def unijax_backend() -> Backend:
         requires=("autograd", "numpy", "array_api_compat"),
         install_hint='pip install "unijax[autograd]"',
         load_namespace=_load_namespace,
-        # Boxes cannot be written to in place, so code must not rely on mutation.
-        capabilities=Capabilities(native=_NATIVE, mutable_arrays=False),
+        # x[i] = v works on plain arrays and, as a functional update that re-points the
+        # box, on autograd's boxes (unijax_autograd.namespace installs ArrayBox.__setitem__).
+        capabilities=Capabilities(native=_NATIVE, mutable_arrays=True),
         load_native=_load_native,
         devices=lambda: ("cpu",),
         version=lambda: metadata.version("autograd"),

@@ -16,9 +16,15 @@ Three kinds of functions:
   that differentiating them raises autograd's "VJP ... not defined" instead of giving a
   silently wrong gradient.
 
-Importing this module sets ``ArrayBox.__array_namespace__`` to return this module (autograd
-itself returns ``autograd.numpy``, which is not an Array API namespace), so
-``array_api_compat.array_namespace(x)`` inside ``autograd.grad`` finds these functions.
+Importing this module completes autograd's ``ArrayBox`` as an Array API array, once
+(:func:`_install`, see the comments there): ``__array_namespace__`` returns this module
+(autograd's own returns ``autograd.numpy``, not an Array API namespace), boxes report their
+``device``, and ``box[key] = value`` is a functional update that re-points the box.
+
+While a trace started by this plugin's transforms is running, the creation functions
+(``zeros``, ``asarray`` of Python data, ...) return floating arrays as constant boxes on
+that trace, so that writing a box into them is recorded; outside any trace they return
+plain ndarrays.
 """
 
 from __future__ import annotations
@@ -26,14 +32,19 @@ from __future__ import annotations
 import builtins
 import functools
 import math
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import array_api_compat.numpy as _compat_numpy
 import autograd.numpy as anp
 import numpy as _np
+from autograd.core import VJPNode
+from autograd.extend import defjvp, defvjp, primitive, vspace
 from autograd.numpy.numpy_boxes import ArrayBox
-from autograd.tracer import getval, isbox
+from autograd.tracer import getval, isbox, new_box, notrace_primitives, trace_stack
+
+from unijax.errors import message
 
 _cnp: Any = _compat_numpy  # re-exports NumPy with `import *`, which type checkers miss
 
@@ -49,15 +60,26 @@ complex64, complex128 = _cnp.complex64, _cnp.complex128
 e, inf, nan, newaxis, pi = _cnp.e, _cnp.inf, _cnp.nan, _cnp.newaxis, _cnp.pi
 
 
-def _unboxed(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` on the values under any boxes: its output carries no derivative."""
+def _unboxed(fn: Callable[..., Any], created: builtins.bool = False) -> Callable[..., Any]:
+    """``fn`` on the values under any boxes: its output carries no derivative.
+
+    ``created``: ``fn`` makes a new array, returned as a constant box while a trace of this
+    plugin runs (:func:`_constant`).
+    """
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
         args = tuple(_unbox_seq(a) for a in args)
         return fn(*args, **{k: getval(v) for k, v in kwargs.items()})
 
-    return call
+    if not created:
+        return call
+
+    @functools.wraps(fn)
+    def create(*args: Any, **kwargs: Any) -> Any:
+        return _constant(call(*args, **kwargs))
+
+    return create
 
 
 def _unbox_seq(a: Any) -> Any:
@@ -66,18 +88,73 @@ def _unbox_seq(a: Any) -> Any:
     return getval(a)
 
 
+# --- constants on the running trace ---------------------------------------------------------
+
+#: Ids of the autograd traces started by this plugin's transforms (``_make_vjp``, ``grad``),
+#: innermost last. They are reverse-mode (VJP) traces, on which a constant box is a root
+#: node marked constant; the node type of a trace started elsewhere (autograd's own
+#: ``make_jvp``, say) is unknown, so creation functions return plain arrays under it.
+_traces: list[int] = []
+
+
+class _ConstantAwareVJPNode(VJPNode):
+    """autograd's ``VJPNode``, recording no edge towards values computed from constants.
+
+    Constants are boxed as roots marked ``constant`` (the other arrays of a call, see
+    ``transforms._call_with_constants``, and new arrays from the creation functions):
+    boxing them keeps one ``array_namespace`` and lets boxes be written into them, but it
+    would otherwise make every VJP rule compute their cotangents too, to be discarded: in
+    ``x @ w`` with constant data ``x``, a second matrix product per step. A value
+    computed from constants only is itself a constant root (no VJP closure is built).
+    """
+
+    __slots__ = ("constant",)
+
+    def __init__(self, value: Any, fun: Any, args: Any, kwargs: Any,
+                 parent_argnums: tuple[int, ...], parents: tuple[Any, ...]) -> None:
+        keep = [i for i, p in enumerate(parents) if not getattr(p, "constant", False)]
+        if not keep:  # computed from constants only: no cotangent flows through it
+            self.initialize_root(constant=True)
+            return
+        if len(keep) < len(parents):
+            parent_argnums = tuple(parent_argnums[i] for i in keep)
+            parents = tuple(parents[i] for i in keep)
+        self.constant = False
+        super().__init__(value, fun, args, kwargs, parent_argnums, parents)
+
+    def initialize_root(self, constant: builtins.bool = False) -> None:
+        super().initialize_root()
+        self.constant = constant
+
+
+def _constant(out: Any) -> Any:
+    """A new floating array ``out``, boxed as a constant if a trace of this plugin runs.
+
+    Library code writes into the arrays it creates (``y = xp.zeros(n); y[0] = x[0]``). A
+    plain ndarray cannot hold a box (NumPy: "setting an array element with a sequence"); a
+    constant box on the innermost trace can, by :func:`_box_setitem`, and the derivative
+    flows through the written entries. Integer and boolean arrays (indices, masks) stay
+    plain: nothing differentiable is written into them.
+    """
+    if _traces and _traces[-1] == trace_stack.top and out.dtype.kind in "fc":
+        return new_box(out, trace_stack.top, _ConstantAwareVJPNode.new_root(constant=True))
+    return out
+
+
 # --- no derivative: computed by array_api_compat.numpy on plain values ---------------------
 
 _NONDIFF = (
-    "all any arange argmax argmin argsort bitwise_and bitwise_invert bitwise_left_shift "
-    "bitwise_or bitwise_right_shift bitwise_xor can_cast ceil count_nonzero empty "
-    "empty_like equal eye finfo floor floor_divide from_dlpack greater greater_equal iinfo "
+    "all any argmax argmin argsort bitwise_and bitwise_invert bitwise_left_shift "
+    "bitwise_or bitwise_right_shift bitwise_xor can_cast ceil count_nonzero "
+    "equal finfo floor floor_divide from_dlpack greater greater_equal iinfo "
     "isdtype isfinite isinf isnan less less_equal logical_and logical_not logical_or "
-    "logical_xor nonzero not_equal ones ones_like result_type round searchsorted "
-    "sign signbit trunc unique_all unique_counts unique_inverse unique_values zeros "
-    "zeros_like"
+    "logical_xor nonzero not_equal result_type round searchsorted "
+    "sign signbit trunc unique_all unique_counts unique_inverse unique_values"
 ).split()
 globals().update({name: _unboxed(getattr(_cnp, name)) for name in _NONDIFF})
+# new arrays: constant boxes while a trace of this plugin runs
+_CREATED = "arange empty empty_like eye ones ones_like zeros zeros_like".split()
+globals().update({name: _unboxed(getattr(_cnp, name), created=True) for name in _CREATED})
 
 # --- differentiable: same name, same meaning in autograd.numpy -----------------------------
 
@@ -113,11 +190,15 @@ def clip(x: Any, /, min: Any = None, max: Any = None) -> Any:
 
 def asarray(obj: Any, /, *, dtype: Any = None, device: Any = None, copy: Any = None) -> Any:
     if isbox(obj):
-        return obj if dtype is None or obj.dtype == dtype else astype(obj, dtype)
+        out = obj if dtype is None or obj.dtype == dtype else astype(obj, dtype)
+        # A copy must be another object: writes re-point the box they are made through.
+        return new_box(out._value, out._trace, out._node) if copy and out is obj else out
     if isinstance(obj, list | tuple) and _has_box(obj):
         out = anp.array(obj)
         return out if dtype is None else astype(out, dtype)
-    return _cnp.asarray(obj, dtype=dtype, device=device, copy=copy)
+    out = _cnp.asarray(obj, dtype=dtype, device=device, copy=copy)
+    # Python data or an explicit copy is a new array; an ndarray passed through stays itself.
+    return out if isinstance(obj, _np.ndarray) and not copy else _constant(out)
 
 
 def _has_box(obj: Any) -> builtins.bool:
@@ -128,21 +209,22 @@ def _has_box(obj: Any) -> builtins.bool:
 
 def full(shape: Any, fill_value: Any, *, dtype: Any = None, device: Any = None) -> Any:
     if isbox(fill_value):
-        return anp.full(shape, fill_value, dtype=dtype)
-    return _cnp.full(shape, fill_value, dtype=dtype, device=device)
+        return anp.full(_unbox_seq(shape), fill_value, dtype=dtype)
+    return _constant(_cnp.full(_unbox_seq(shape), fill_value, dtype=dtype, device=device))
 
 
 def full_like(x: Any, /, fill_value: Any, *, dtype: Any = None, device: Any = None) -> Any:
     if isbox(fill_value):
         return anp.full(x.shape, fill_value, dtype=dtype or x.dtype)
-    return _cnp.full_like(getval(x), fill_value, dtype=dtype, device=device)
+    return _constant(_cnp.full_like(getval(x), fill_value, dtype=dtype, device=device))
 
 
 def linspace(start: Any, stop: Any, /, num: int, *, dtype: Any = None, device: Any = None,
              endpoint: builtins.bool = True) -> Any:
     if isbox(start) or isbox(stop):
         return anp.linspace(start, stop, num, endpoint=endpoint, dtype=dtype)
-    return _cnp.linspace(start, stop, num, dtype=dtype, device=device, endpoint=endpoint)
+    return _constant(_cnp.linspace(start, stop, getval(num), dtype=dtype, device=device,
+                                   endpoint=endpoint))
 
 
 def meshgrid(*arrays: Any, indexing: str = "xy") -> list[Any]:
@@ -541,12 +623,177 @@ fft = _module(
 )
 
 
+# --- functional in-place writes ----------------------------------------------------------
+
+
+def _setitem_value(x: Any, value: Any, key: Any) -> Any:
+    out = _np.array(x, copy=True)  # never written in place: other nodes may hold ``x``
+    out[key] = value
+    return out
+
+
+#: ``x`` with ``x[key] = value`` applied, as a new array: the differentiable form of an
+#: in-place write (JAX's ``x.at[key].set(value)``). ``key`` is a keyword: never a box.
+_setitem = primitive(_setitem_value)
+
+
+def _unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
+    """The cotangent ``g`` of a value broadcast to ``g``'s shape, summed back to ``shape``."""
+    g_shape = anp.shape(g)
+    if g_shape == shape:
+        return g
+    if len(g_shape) < len(shape):  # NumPy also drops a value's leading length-1 axes
+        g = anp.reshape(g, (1,) * (len(shape) - len(g_shape)) + tuple(g_shape))
+        g_shape = anp.shape(g)
+    lead = len(g_shape) - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape)
+                                      if d == 1 and g_shape[lead + i] != 1)
+    return anp.reshape(anp.sum(g, axis=axes, keepdims=True), shape)
+
+
+def _written(shape: tuple[int, ...], key: Any) -> Any:
+    """Which elements of the broadcast value ``x[key] = value`` stores, or None for all.
+
+    An integer-array key can name one element twice (``key=[0, 0]``): NumPy keeps one of
+    the writes, and only the value written last there reaches the output. Replaying the
+    write with positions instead of values finds which.
+    """
+    parts = key if type(key) is tuple else (key,)
+    if not builtins.any(isinstance(p, list | _np.ndarray) and _np.asarray(p).dtype.kind in "iu"
+                        for p in parts):
+        return None  # basic indices and masks name each element at most once
+    slots = _np.full(shape, -1, dtype=_np.intp)
+    target = slots[key].shape
+    order = _np.arange(math.prod(target), dtype=_np.intp).reshape(target)
+    slots[key] = order
+    written = slots[key] == order
+    return None if written.all() else written
+
+
+def _setitem_vjp_value(ans: Any, x: Any, value: Any, key: Any) -> Callable[[Any], Any]:
+    shape, written = anp.shape(value), _written(anp.shape(ans), key)
+    real = not _np.iscomplexobj(getval(value))
+
+    def vjp(g: Any) -> Any:
+        part = g[key]
+        if written is not None:
+            part = part * written
+        if real and _np.iscomplexobj(getval(part)):
+            part = anp.real(part)
+        return _unbroadcast(part, shape)
+
+    return vjp
+
+
+defvjp(_setitem,
+       lambda ans, x, value, key: lambda g: _setitem(g, 0.0, key=key),
+       _setitem_vjp_value)
+# Forward mode (autograd's make_jvp): the write is linear in (x, value) for a fixed key.
+defjvp(_setitem,
+       lambda g, ans, x, value, key: _setitem(g, 0.0, key=key),
+       lambda g, ans, x, value, key: _setitem(vspace(ans).zeros(), g, key=key))
+
+
+def _plain_key(key: Any) -> Any:
+    """``key`` with the boxes in it unwrapped: indices carry no derivative.
+
+    Integer and boolean arguments are boxed as constants (see
+    ``transforms._call_with_constants``), and NumPy cannot index with a box nested in a
+    tuple key (``x[rows, :]``).
+    """
+    if type(key) is tuple:
+        if builtins.any(isbox(k) for k in key):
+            return tuple(getval(k) for k in key)
+        return key
+    if isbox(key):
+        return getval(key)
+    if type(key) is list and builtins.any(isbox(k) for k in key):
+        return [getval(k) for k in key]
+    return key
+
+
+def _box_setitem(self: Any, key: Any, value: Any) -> None:
+    """``box[key] = value``: a functional update, then this box stands for the result."""
+    if isinstance(value, list | tuple) and _has_box(value):
+        value = anp.array(value)
+    new = _setitem(self, value, key=_plain_key(key))
+    if new._trace != self._trace:
+        raise TypeError(message(
+            "x[...] = value cannot update x in place here",
+            expected="a value traced no deeper than x",
+            got="a value from a transform nested inside the one x belongs to",
+            fix="Use the functional form: y = xp.where(mask, value, x), or create x "
+            "inside the nested function."))
+    self._value, self._node = new._value, new._node
+
+
+# --- completing ArrayBox as an Array API array ----------------------------------------------
+
+
 def _array_namespace(self: Any, *, api_version: str | None = None) -> Any:
     import sys
 
     return sys.modules[__name__]
 
 
-# autograd's own ArrayBox.__array_namespace__ returns autograd.numpy, which is not an
-# Array API namespace (no concat, permute_dims, ...); point array_namespace() here.
-ArrayBox.__array_namespace__ = _array_namespace
+def _to_device(self: Any, device: Any, /, *, stream: Any = None) -> Any:
+    if device not in ("cpu", None):
+        raise ValueError(f"autograd arrays live on the CPU, not on {device!r}")
+    return self
+
+
+def _index(self: Any) -> int:
+    return operator.index(getval(self))  # raises TypeError unless the value is an integer
+
+
+def _nondiff_op(fn: Callable[..., Any], reflected: builtins.bool = False) -> Callable[..., Any]:
+    if reflected:
+        return lambda self, other: fn(getval(other), getval(self))
+    return lambda self, other: fn(getval(self), getval(other))
+
+
+def _install() -> None:
+    """Complete autograd's ``ArrayBox`` as an Array API array. Idempotent (it only sets
+    attributes and registers types), and run when this module is first imported, i.e.
+    when the plugin's namespace or its native transforms load, never by ``import unijax``.
+    """
+    # autograd's own __array_namespace__ returns autograd.numpy, which is not an Array API
+    # namespace (no concat, permute_dims, ...); point array_namespace() here.
+    ArrayBox.__array_namespace__ = _array_namespace
+    # The standard's attributes boxes lack: library code asks x.device (or
+    # array_api_compat.device(x), which reads it) to create arrays next to x, and x.mT.
+    ArrayBox.device = property(lambda self: getattr(getval(self), "device", "cpu"))
+    ArrayBox.to_device = _to_device
+    ArrayBox.mT = property(lambda self: anp.swapaxes(self, -1, -2))
+    # Array API code writes in place (SciPy, scikit-learn); a box has no __setitem__. The
+    # write becomes the differentiable `_setitem` and the box is re-pointed at the result,
+    # as unijax's engine does for its tracers (Tracer.__setitem__).
+    ArrayBox.__setitem__ = _box_setitem
+    # Integer and boolean arguments are boxed as constants (transforms._call_with_constants
+    # explains why), so boxes must also behave as integer arrays: `x[rows, :]` needs the
+    # boxes inside a tuple key unwrapped (NumPy indexes only with plain arrays) ...
+    raw_getitem = ArrayBox.__dict__.get("_unijax_raw_getitem", ArrayBox.__getitem__)
+    ArrayBox._unijax_raw_getitem = raw_getitem
+    ArrayBox.__getitem__ = lambda self, key: raw_getitem(self, _plain_key(key))
+    # ... `int(n)`, `range(n)` and `lst[i]` need __index__ (TypeError for non-integers,
+    # so no derivative is ever dropped) ...
+    ArrayBox.__index__ = _index
+    # ... integer results such as `idx[0]` or `xp.sum(mask)` are NumPy integer scalars,
+    # which autograd refuses to box ("Can't differentiate w.r.t. type int64") ...
+    for scalar in (_np.bool_, _np.int8, _np.int16, _np.int32, _np.int64, _np.uint8,
+                   _np.uint16, _np.uint32, _np.uint64):
+        ArrayBox.register(scalar)
+    # ... and the standard's operators autograd leaves out, none differentiable (`~mask`,
+    # `mask & other`, `n // 2`), give plain arrays as the namespace's functions do.
+    for name, fn in (("and", _cnp.bitwise_and), ("or", _cnp.bitwise_or),
+                     ("xor", _cnp.bitwise_xor), ("lshift", _cnp.bitwise_left_shift),
+                     ("rshift", _cnp.bitwise_right_shift), ("floordiv", _cnp.floor_divide)):
+        setattr(ArrayBox, f"__{name}__", _nondiff_op(fn))
+        setattr(ArrayBox, f"__r{name}__", _nondiff_op(fn, reflected=True))
+    ArrayBox.__invert__ = lambda self: _cnp.bitwise_invert(getval(self))
+    # Constant roots record nothing, so the primitives autograd never records on a VJP
+    # trace (shape, comparisons ...) are not recorded on ours either (keyed by node type).
+    notrace_primitives[_ConstantAwareVJPNode] = notrace_primitives[VJPNode]
+
+
+_install()

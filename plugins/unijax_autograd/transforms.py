@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -15,10 +14,14 @@ import numpy as np
 from autograd.builtins import tuple as atuple
 from autograd.core import VJPNode, add_outgrads, vspace
 from autograd.numpy.numpy_boxes import ArrayBox
-from autograd.tracer import isbox, new_box, notrace_primitives, toposort, trace_stack
+from autograd.tracer import isbox, new_box, toposort, trace_stack
 
 from unijax.errors import NonScalarOutputError, message
 from unijax.tree_util import tree_flatten, tree_leaves, tree_map, tree_unflatten
+
+# Importing the namespace completes ArrayBox (device, in-place writes ...) and holds the
+# node type of constants and the stack of the traces this module starts.
+from unijax_autograd.namespace import _ConstantAwareVJPNode, _traces
 
 __all__ = ["grad", "jacrev", "value_and_grad", "vjp"]
 
@@ -33,38 +36,6 @@ def _replace(args: tuple[Any, ...], argnums: tuple[int, ...], values: Any) -> li
     return new
 
 
-@functools.cache
-def _node_type() -> Any:
-    """autograd's ``VJPNode``, recording no edge towards values computed from constants.
-
-    Boxing constants (see :func:`_call_with_constants`) would otherwise make every VJP rule
-    compute their cotangents too, to be discarded: in ``x @ w`` with constant data ``x``,
-    a second matrix product per step.
-    """
-    class ConstantAwareVJPNode(VJPNode):
-        __slots__ = ("constant",)
-
-        def __init__(self, value: Any, fun: Any, args: Any, kwargs: Any,
-                     parent_argnums: tuple[int, ...], parents: tuple[Any, ...]) -> None:
-            keep = [i for i, p in enumerate(parents) if not getattr(p, "constant", False)]
-            if not keep:  # computed from constants only: no cotangent flows through it
-                self.initialize_root(constant=True)
-                return
-            if len(keep) < len(parents):
-                parent_argnums = tuple(parent_argnums[i] for i in keep)
-                parents = tuple(parents[i] for i in keep)
-            self.constant = False
-            super().__init__(value, fun, args, kwargs, parent_argnums, parents)
-
-        def initialize_root(self, constant: bool = False) -> None:
-            super().initialize_root()
-            self.constant = constant
-
-    # Keyed by node type: the primitives autograd never records (shape, comparisons ...).
-    notrace_primitives[ConstantAwareVJPNode] = notrace_primitives[VJPNode]
-    return ConstantAwareVJPNode
-
-
 def _call_with_constants(fun: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                          nums: tuple[int, ...], dyn: tuple[Any, ...]) -> Any:
     """Call ``fun`` with ``dyn`` at ``nums`` and every other NumPy array boxed as a constant.
@@ -73,11 +44,23 @@ def _call_with_constants(fun: Callable[..., Any], args: tuple[Any, ...], kwargs:
     boxes would give two namespaces. Boxing the other arrays on the same trace, under
     root nodes marked constant, keeps one namespace and changes no derivative; on a trace
     started by :func:`_make_vjp` no cotangent is computed towards them.
+
+    Integer and boolean arrays (indices, masks) are boxed too, although they carry no
+    derivative. ``array_namespace`` maps a plain ndarray, whatever its dtype, to
+    ``array_api_compat.numpy`` and merges namespaces only by ``__name__``: a plain index
+    array next to a box gives "Multiple namespaces for array inputs". Making them merge
+    would mean naming this plugin's namespace ``array_api_compat.numpy``; then the first
+    argument decides (``array_namespace(idx, x)`` would hand library code NumPy's
+    functions, which coerce boxes), and ``is_numpy_namespace`` would send SciPy and
+    scikit-learn down NumPy-only paths. Boxed integers cost no VJP work (constant roots
+    record nothing), and the namespace makes such boxes behave as integer arrays
+    (``unijax_autograd.namespace._install``: integer scalars, ``__index__``, tuple keys,
+    bitwise operators).
     """
     top = next((leaf for leaf in tree_leaves(dyn) if isbox(leaf)), None)
     if top is not None:
         trace = top._trace
-        node_type = _node_type()
+        node_type = _ConstantAwareVJPNode
         ours = type(top._node) is node_type  # else a trace of autograd's own grad
 
         def root() -> Any:
@@ -101,10 +84,13 @@ def _make_vjp(fun: Callable[[list[Any]], Any], xs: Sequence[Any]
     tuple is itself recorded, and its VJP builds zeros for every other element.
     Constants boxed by :func:`_call_with_constants` add roots that no cotangent reaches.
     """
-    node_type = _node_type()
-    starts = [node_type.new_root() for _ in xs]
+    starts = [_ConstantAwareVJPNode.new_root() for _ in xs]
     with trace_stack.new_trace() as trace:
-        end = fun([new_box(x, trace, start) for x, start in zip(xs, starts, strict=True)])
+        _traces.append(trace)  # the namespace's creation functions box constants on it
+        try:
+            end = fun([new_box(x, trace, start) for x, start in zip(xs, starts, strict=True)])
+        finally:
+            _traces.pop()
     end_value, end_node = (end._value, end._node) if isbox(end) and end._trace == trace \
         else (end, None)
 
@@ -217,6 +203,10 @@ def value_and_grad(fun: Callable[..., Any], argnums: int | tuple[int, ...] = 0,
     return value_and_grad_fun
 
 
+class _ConstantOutput(Exception):
+    """The differentiated function returned a value made from constants only."""
+
+
 def grad(fun: Callable[..., Any], argnums: int | tuple[int, ...] = 0,
          has_aux: bool = False) -> Callable[..., Any]:
     """``jax.grad`` on Autograd; plain ``autograd.grad`` when differentiating one array.
@@ -228,14 +218,32 @@ def grad(fun: Callable[..., Any], argnums: int | tuple[int, ...] = 0,
     """
     general = value_and_grad(fun, argnums, has_aux)
     if isinstance(argnums, int) and not has_aux:
-        direct = autograd.grad(fun, argnums)
+
+        def traced(*args: Any, **kwargs: Any) -> Any:
+            # Called on autograd's new trace: the creation functions may box constants on it.
+            _traces.append(trace_stack.top)
+            try:
+                out = fun(*args, **kwargs)
+            finally:
+                _traces.pop()
+            # An output computed from constant boxes alone is a constant root: autograd's
+            # backward pass would return the seed as the gradient, where it is zero. Such
+            # a call is rare; it is run again on the general path, which knows constants.
+            if isbox(out) and getattr(out._node, "constant", False):
+                raise _ConstantOutput
+            return out
+
+        direct = autograd.grad(traced, argnums)
         leaf_types = frozenset({np.ndarray, ArrayBox, float, np.float64, np.float32})
 
         def grad_fun(*args: Any, **kwargs: Any) -> Any:
             # One array argument and no other arrays to box: autograd's own speed.
             if type(args[argnums]) in leaf_types and not kwargs and not any(
                     type(a) is np.ndarray for i, a in enumerate(args) if i != argnums):
-                return direct(*args, **kwargs)
+                try:
+                    return direct(*args, **kwargs)
+                except _ConstantOutput:
+                    pass
             return general(*args, **kwargs)[1]
 
         return grad_fun

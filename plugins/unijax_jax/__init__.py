@@ -94,24 +94,45 @@ def _parse_device(device: Any) -> Any:
     return device
 
 
+# JAX's errors for a misuse that needs a traced value's concrete value, by class name
+# (looked up in jax.errors, whose classes exist only once JAX is imported), with what
+# unijax says about it: the same words as the engine's ConcretizationError for it.
+_CONCRETE_VALUE = (
+    "Python needed the concrete value of an array traced by JAX (bool(), int(), float(), "
+    "an `if` or a loop bound on it) inside a transform; under jit and vmap the value is "
+    "abstract",
+    "Mark the argument static with jit(f, static_argnums=...) or static_argnames=..., or "
+    "write the branch as array code: xp.where(cond, a, b) instead of `a if cond else b`.",
+)
+_CONCRETIZATION_ERRORS: tuple[tuple[str, tuple[str, str]], ...] = (
+    ("ConcretizationTypeError", _CONCRETE_VALUE),  # and TracerBoolConversionError
+    ("TracerIntegerConversionError", _CONCRETE_VALUE),  # range(x), a list index
+    ("TracerArrayConversionError", (
+        "A traced array was converted to a NumPy array (np.asarray or similar) inside a "
+        "unijax transform",
+        "Use the namespace of the input, xp = array_namespace(x), instead of numpy "
+        "functions inside transformed code.",
+    )),
+    ("NonConcreteBooleanIndexError", (
+        "x[mask] with a traced boolean mask makes an array whose shape depends on the "
+        "mask's values, which vmap and jit cannot know",
+        "Keep the shape static: use xp.where(mask, x, 0) (and reduce it) instead of "
+        "x[mask]; x[mask] = value with a scalar value works everywhere.",
+    )),
+)
+
+
 def _translate_error(err: Exception) -> Exception | None:
-    """unijax's error for JAX's: Python control flow on a value traced by JAX."""
+    """unijax's error for JAX's: a traced value used where a concrete one is needed."""
     import jax
 
-    if not isinstance(err, jax.errors.ConcretizationTypeError):
-        return None
-    first_line = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(".")
-    return ConcretizationError(
-        message(
-            "Python needed the concrete value of an array traced by JAX (bool(), int(), "
-            "float(), an `if` or a loop bound on it) inside a transform; under jit and vmap "
-            "the value is abstract",
-            got=first_line,
-            fix="Mark the argument static with jit(f, static_argnums=...) or "
-            "static_argnames=..., or write the branch as array code: "
-            "xp.where(cond, a, b) instead of `a if cond else b`.",
-        )
-    )
+    for name, (what, fix) in _CONCRETIZATION_ERRORS:
+        jax_error = getattr(jax.errors, name, None)
+        if jax_error is not None and isinstance(err, jax_error):
+            lines = str(err).strip().splitlines()
+            first_line = (lines[0] if lines else type(err).__name__).rstrip(".")
+            return ConcretizationError(message(what, got=first_line, fix=fix))
+    return None
 
 
 @hookimpl

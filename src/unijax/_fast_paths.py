@@ -20,6 +20,7 @@ from typing import Any
 
 from unijax._validate import fun_name
 from unijax.dispatch import plugins
+from unijax.dispatch.backend import LOADING
 from unijax.dispatch.options import _backend_ctx, _resolved
 from unijax.dispatch.selection import _SCALARS, _by_name, leaves_taken
 
@@ -96,7 +97,9 @@ def differentiate_entry(state: Any) -> Callable[..., Any]:
     def function(*args: Any, **kwargs: Any) -> Any:
         name = explicit if explicit is not None else configured_name()
         fast = fast_paths.get(name) if name is not None else None
-        if fast is not None and len(args) > max_argnum:
+        # While another thread imports an array library, calls take the full path, which
+        # waits for it: user code must not meet a half-imported module.
+        if fast is not None and len(args) > max_argnum and not LOADING:
             native, backend, arrays, floating = fast
             for a in args:
                 if type(a) not in arrays and type(a) not in _SCALARS:
@@ -150,7 +153,7 @@ def jit_entry(state: Any) -> Callable[..., Any]:
     def function(*args: Any, **kwargs: Any) -> Any:
         name = explicit if explicit is not None else configured_name()
         fast = fast_paths.get(name) if name is not None else None
-        if fast is not None:
+        if fast is not None and not LOADING:  # see differentiate_entry
             native, backend, same = fast
             for a in args:
                 if type(a) not in same:

@@ -105,15 +105,42 @@ def normalize_argnums(argnums: Any, api: str, fun: Callable[..., Any],
     return tuple(normalized)
 
 
-def normalize_static_argnames(argnames: Any, api: str) -> tuple[str, ...]:
-    """Validate ``static_argnames`` (a str or a sequence of str)."""
+def normalize_static_argnames(argnames: Any, api: str,
+                              fun: Callable[..., Any] | None = None) -> tuple[str, ...]:
+    """Validate ``static_argnames`` (a str or a sequence of str), each a parameter of
+    ``fun`` when its signature is known and takes no ``**kwargs``."""
     items = (argnames,) if isinstance(argnames, str) else argnames
     if not isinstance(items, Sequence) or not all(isinstance(a, str) for a in items):
         raise ArgnumsError(
             message(f"{api}: static_argnames must be a str or a tuple of str",
                     got=repr(argnames), fix="Pass e.g. static_argnames=('n',).")
         )
+    params = _keyword_parameters(fun) if fun is not None else None
+    if fun is not None and params is not None:
+        unknown = [a for a in items if a not in params]
+        if unknown:
+            raise ArgnumsError(
+                message(f"{api}: static_argnames names {unknown!r}, which "
+                        f"{fun_name(fun)} has no parameter for",
+                        expected=f"names among {sorted(params)!r}",
+                        fix="Fix the spelling, or drop the name from static_argnames.")
+            )
     return tuple(items)
+
+
+def _keyword_parameters(fun: Callable[..., Any]) -> set[str] | None:
+    """The names ``fun`` accepts by keyword (``None``: any name, or unknown)."""
+    try:
+        sig = inspect.signature(fun)
+    except (TypeError, ValueError):
+        return None
+    names = set()
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_KEYWORD:
+            return None
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+            names.add(p.name)
+    return names
 
 
 def check_argnums_in_range(argnums: tuple[int, ...], nargs: int, api: str) -> None:
@@ -169,7 +196,16 @@ def split_aux(out: Any, api: str) -> tuple[Any, Any]:
 
 def check_scalar_output(out: Any, api: str, name: str) -> None:
     """``grad`` differentiates a real scalar only."""
-    shape = tuple(getattr(out, "shape", ()))
+    if not (hasattr(out, "shape") and hasattr(out, "dtype")) and not isinstance(
+            out, bool | int | float | complex):
+        kind = "None" if out is None else f"a {type(out).__name__}"
+        raise NonScalarOutputError(
+            message(f"{api} needs a scalar output, but {name} returned {kind}",
+                    expected="a 0-d real floating-point array",
+                    fix="Return the scalar itself; for several outputs use has_aux=True "
+                    "(return (loss, aux)), or jacrev for a pytree of outputs.")
+        )
+    shape = tuple(out.shape) if hasattr(out, "shape") else ()
     if shape != ():
         raise NonScalarOutputError(
             message(f"{api} needs a scalar output, but {name} returned shape {shape}",

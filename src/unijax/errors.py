@@ -38,6 +38,9 @@ __all__ = [
     "PluginError",
     "PluginValidationError",
     "RuleRegistrationError",
+    "ShapeError",
+    "TransformArgumentError",
+    "UnexpectedTracerError",
     "UnhashableStaticArgumentError",
     "UnijaxError",
     "UnknownBackendError",
@@ -117,6 +120,19 @@ class UnhashableStaticArgumentError(UnijaxError, TypeError):
 
 class ConcretizationError(UnijaxError, TypeError):
     """Python needed a concrete value (``bool``, ``int``, ``float``) of a traced array."""
+
+
+class TransformArgumentError(UnijaxError, TypeError):
+    """A transform was given the wrong kind of argument (not a callable, primals that are
+    not a tuple, a jit argument that is neither an array nor a scalar)."""
+
+
+class ShapeError(UnijaxError, ValueError):
+    """An operation got an array of a rank or shape it is not defined for."""
+
+
+class UnexpectedTracerError(UnijaxError, RuntimeError):
+    """A traced value was used after the transform that made it had finished (it leaked)."""
 
 
 class NonStandardAttributeError(UnijaxError, AttributeError):

@@ -23,7 +23,7 @@ import unijax
 from unijax import jit, jvp, tree_util, vjp, vmap
 from unijax._dtypes import dtype_name
 from unijax.dispatch.plugins import _get, get_backend
-from unijax.errors import UnijaxError
+from unijax.errors import UnijaxError, message
 
 __all__ = [
     "BackendReport",
@@ -102,7 +102,9 @@ def _tolerance(leaves: Sequence[Any], table: dict[str, float]) -> float:
 
 
 def _assert_close(got: float, want: float, atol: float, rtol: float, what: str) -> None:
-    if abs(got - want) > atol + rtol * abs(want):
+    # Written as "not <=" so that a NaN on either side fails: every comparison with NaN
+    # is false.
+    if not abs(got - want) <= atol + rtol * abs(want):
         raise AssertionError(
             f"{what}: unijax gives {got!r}, finite differences give {want!r} "
             f"(|difference| {abs(got - want):.3g} > atol {atol:g} + rtol {rtol:g} * |want|)"
@@ -111,6 +113,82 @@ def _assert_close(got: float, want: float, atol: float, rtol: float, what: str) 
 
 def _name(fun: Any) -> str:
     return getattr(fun, "__name__", None) or repr(fun)
+
+
+def _numbers(x: Any) -> Any:
+    """``x`` as a NumPy array of numbers: Autograd's higher derivatives can come back as
+    arrays of Python objects, which NumPy's ``isnan`` refuses."""
+    import numpy as np
+
+    a = np.asarray(to_numpy(x))
+    if a.dtype.kind != "O":
+        return a
+    try:
+        return a.astype(np.float64)
+    except TypeError:  # complex elements
+        return a.astype(np.complex128)
+
+
+def _first(mask: Any) -> tuple[int, ...]:
+    """The index of the first true element of a boolean array (``()`` for a 0-d one)."""
+    import numpy as np
+
+    return tuple(int(i) for i in np.argwhere(mask)[0])
+
+
+def _part(kind: str, i: int, count: int) -> str:
+    """``" leaf 1"``: which leaf of several a message is about (nothing for one)."""
+    return f" {kind} {i}" if count > 1 else ""
+
+
+def _assert_finite_differences(want: Any, got: Any, where: str) -> None:
+    """Fail where the finite differences are NaN or infinite: nothing can be checked there.
+
+    ``got`` is unijax's derivative at the same elements, or None where unijax computes
+    another quantity (reverse mode).
+    """
+    import numpy as np
+
+    bad = ~np.isfinite(want)
+    if bad.any():
+        at = _first(bad)
+        beside = "" if got is None else f" (unijax gives {got[at].item()!r})"
+        raise AssertionError(message(
+            f"{where}, element {at}: the finite differences are not finite",
+            got=f"{want[at].item()!r}{beside}",
+            fix="The function is not finite within eps of the point, so its derivative "
+                "cannot be checked there: check at another point, or with a smaller eps."))
+
+
+def _assert_finite_jvp(got: Any, want: Any, where: str) -> None:
+    """Fail where unijax's derivative is NaN or infinite and the finite differences not."""
+    import numpy as np
+
+    bad = ~np.isfinite(got) & np.isfinite(want)
+    if bad.any():
+        at = _first(bad)
+        raise AssertionError(message(
+            f"{where}, element {at}: unijax's derivative is not finite",
+            expected=f"about {want[at].item()!r} (finite differences)",
+            got=repr(got[at].item())))
+
+
+def _assert_finite_vjp(got: Any, fd_finite: bool, where: str) -> None:
+    """Fail where a cotangent is NaN, or infinite while every finite difference is finite.
+
+    The finite differences are of the outputs along one direction, not of each input
+    element, so only "all finite" can be compared with a cotangent's elements.
+    """
+    import numpy as np
+
+    bad = np.isnan(got) | (np.isinf(got) & fd_finite)
+    if bad.any():
+        at = _first(bad)
+        raise AssertionError(message(
+            f"{where}, element {at}: unijax's derivative is not finite",
+            expected="a finite value" + (" (the finite differences are finite)"
+                                         if fd_finite else ""),
+            got=repr(got[at].item())))
 
 
 def check_grads(f: Callable[..., Any], args: Sequence[Any], order: int = 2,
@@ -126,6 +204,11 @@ def check_grads(f: Callable[..., Any], args: Sequence[Any], order: int = 2,
     steep functions are not mistaken for errors. Higher orders apply the same checks to
     the directional derivative itself.
 
+    Every element of every computed derivative (each JVP output, each VJP cotangent) must
+    be finite where the finite differences are, and the finite differences must be finite:
+    a NaN fails the check, naming the output or argument and the element, even where it
+    would vanish from the inner product of reverse mode.
+
     Args:
         f: The function, taking ``len(args)`` positional array arguments (pytrees allowed).
         args: The point to check at; arrays of any backend.
@@ -137,7 +220,8 @@ def check_grads(f: Callable[..., Any], args: Sequence[Any], order: int = 2,
         seed: Seed of the random directions.
 
     Raises:
-        AssertionError: a derivative disagrees, with both values in the message.
+        AssertionError: a derivative disagrees, with both values in the message; or a
+            derivative or a finite difference is NaN or infinite, with the element.
         ValueError: ``modes`` names something else.
 
     Example:
@@ -169,35 +253,56 @@ def check_grads(f: Callable[..., Any], args: Sequence[Any], order: int = 2,
                 h: float) -> Any:
         plus = fun(*_scaled_add(point, t, h))
         minus = fun(*_scaled_add(point, t, -h))
-        return tree_util.tree_map(
-            lambda p, m: (np.asarray(to_numpy(p)) - np.asarray(to_numpy(m))) / (2 * h),
-            plus, minus)
+
+        def difference(p: Any, m: Any) -> Any:
+            # inf - inf is NaN: reported with its element below, not as NumPy's warning.
+            with np.errstate(invalid="ignore", over="ignore"):
+                return (np.asarray(to_numpy(p)) - np.asarray(to_numpy(m))) / (2 * h)
+
+        return tree_util.tree_map(difference, plus, minus)
 
     def numerical(fun: Callable[..., Any], point: tuple[Any, ...], t: tuple[Any, ...]) -> Any:
         coarse, fine = central(fun, point, t, eps), central(fun, point, t, eps / 2)
-        return tree_util.tree_map(lambda c, f: (4 * f - c) / 3, coarse, fine)
+        with np.errstate(invalid="ignore", over="ignore"):
+            return tree_util.tree_map(lambda c, f: (4 * f - c) / 3, coarse, fine)
 
     def check(fun: Callable[..., Any], point: tuple[Any, ...], k: int) -> None:
         t = rand(point)
         fd = numerical(fun, point, t)
+        fd_leaves = [_numbers(w) for w in tree_util.tree_leaves(fd)]
         if "fwd" in modes:
+            what = f"order-{k} JVP of {_name(fun)}"
             _, t_out = jvp(fun, point, t)
-            for got, want in zip(tree_util.tree_leaves(t_out), tree_util.tree_leaves(fd),
-                                 strict=True):
-                got_np, want_np = np.asarray(to_numpy(got)), np.asarray(want)
+            for i, (got, want_np) in enumerate(zip(tree_util.tree_leaves(t_out), fd_leaves,
+                                                   strict=True)):
+                got_np = _numbers(got)
+                where = f"{what}, output {i}"
+                _assert_finite_jvp(got_np, want_np, where)
+                _assert_finite_differences(want_np, got_np, where)
                 err = np.max(np.abs(got_np - want_np), initial=0.0)
                 bound = atol + rtol * np.max(np.abs(want_np), initial=0.0)
                 if not err <= bound:  # NaN fails too
                     raise AssertionError(
-                        f"order-{k} JVP of {_name(fun)}: max |unijax - finite differences| "
+                        f"{what}: max |unijax - finite differences| "
                         f"= {err:.3g} > {bound:.3g}\nunijax: {got_np}\n"
                         f"finite differences: {want_np}"
                     )
         if "rev" in modes:
+            what = f"order-{k} VJP of {_name(fun)}"
             out, pullback = vjp(fun, *point)
             c = rand(out)
-            _assert_close(_inner(pullback(c), t), _inner(c, fd), atol, rtol,
-                          f"order-{k} VJP of {_name(fun)}")
+            ct = pullback(c)
+            # A NaN in one element of the cotangent makes the inner product below NaN,
+            # which no tolerance comparison catches reliably: check every element.
+            fd_finite = all(bool(np.all(np.isfinite(w))) for w in fd_leaves)
+            for a, arg_ct in enumerate(ct):
+                ct_leaves = tree_util.tree_leaves(arg_ct)
+                for j, leaf in enumerate(ct_leaves):
+                    _assert_finite_vjp(_numbers(leaf), fd_finite,
+                                       f"{what}, argument {a}{_part('leaf', j, len(ct_leaves))}")
+            for i, want_np in enumerate(fd_leaves):
+                _assert_finite_differences(want_np, None, f"{what}, output {i}")
+            _assert_close(_inner(ct, t), _inner(c, fd), atol, rtol, what)
         if k < order:
             t_next = rand(point)
             if "fwd" in modes:
@@ -445,13 +550,20 @@ def _compare(got: Any, want: Any, rtol: float, atol: float) -> tuple[float, floa
         w_np = np.asarray(to_numpy(w)).astype(np.complex128)
         if g_np.shape != w_np.shape:
             return math.inf, math.inf, False
-        same_nan = np.isnan(g_np) & np.isnan(w_np)
-        diff = np.where(same_nan, 0.0, np.abs(g_np - w_np))
-        if diff.size:
-            worst_abs = max(worst_abs, float(np.max(diff)))
-            scale = np.maximum(np.abs(w_np), np.finfo(np.float64).tiny)
-            worst_rel = max(worst_rel, float(np.max(diff / scale)))
-            ok = ok and bool(np.all(diff <= atol + rtol * np.abs(w_np)))
+        # Equal values agree (NaN with NaN, an infinity with the same one); any other pair
+        # holding a NaN or an infinity is infinitely far apart. Left as NaN, the difference
+        # would compare false with the bound and vanish from the maximum; an infinite
+        # reference would make the bound infinite and accept any value.
+        same = (g_np == w_np) | (np.isnan(g_np) & np.isnan(w_np))
+        finite = np.isfinite(g_np) & np.isfinite(w_np)
+        with np.errstate(invalid="ignore", over="ignore"):
+            diff = np.where(same, 0.0, np.where(finite, np.abs(g_np - w_np), np.inf))
+            scale = np.where(finite, np.abs(w_np), 0.0)
+            if diff.size:
+                worst_abs = max(worst_abs, float(np.max(diff)))
+                tiny = np.finfo(np.float64).tiny
+                worst_rel = max(worst_rel, float(np.max(diff / np.maximum(scale, tiny))))
+                ok = ok and bool(np.all(diff <= atol + rtol * scale))
     return worst_abs, worst_rel, ok
 
 

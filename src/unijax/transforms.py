@@ -34,13 +34,14 @@ from unijax._validate import (
     normalize_static_argnames,
     split_aux,
 )
+from unijax.dispatch.config import config
 from unijax.dispatch.selection import prepare_call
 from unijax.engine import frontend as _engine
 from unijax.engine.core import Tracer
 from unijax.engine.jit import JitFunction
 from unijax.engine.jit import make_ir as _make_ir
 from unijax.engine.rules.control import stop_gradient_p
-from unijax.errors import BatchingError, InAxesError, message
+from unijax.errors import BatchingError, InAxesError, TransformArgumentError, message
 from unijax.tree_util import tree_leaves, tree_map
 
 __all__ = [
@@ -71,7 +72,7 @@ class _Transformed:
 
     def __init__(self, fun: Callable[..., Any], kind: str, backend: str | None) -> None:
         if not callable(fun):
-            raise TypeError(
+            raise TransformArgumentError(
                 message(f"{kind}() expects a callable", got=f"{type(fun).__name__}",
                         fix=f"Pass the function itself: unijax.{kind}(f).")
             )
@@ -322,13 +323,13 @@ def jvp(fun: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
     """
     api = f"jvp({fun_name(fun)})"
     if not isinstance(primals, tuple | list) or not isinstance(tangents, tuple | list):
-        raise TypeError(
+        raise TransformArgumentError(
             message(f"{api}: primals and tangents must be tuples or lists",
                     got=f"{type(primals).__name__} and {type(tangents).__name__}",
                     fix="Wrap single arguments: jvp(f, (x,), (t,)).")
         )
     if len(primals) != len(tangents):
-        raise ValueError(
+        raise TransformArgumentError(
             message(f"{api}: primals and tangents must have the same length",
                     got=f"{len(primals)} and {len(tangents)}", fix="Give one tangent per primal.")
         )
@@ -466,7 +467,7 @@ class _Jit(_Transformed):
         self.static_argnums = normalize_argnums(
             static_argnums, self.api, fun, name="static_argnums") if static_argnums else ()
         self.static_argnames = normalize_static_argnames(
-            static_argnames, self.api) if static_argnames else ()
+            static_argnames, self.api, fun) if static_argnames else ()
         self._engine_jits: dict[str, Any] = {}
         # backend name -> (native jit, the backend, the types it takes as they are). Only
         # backends named by configuration are kept; emptied whenever plugins change.
@@ -499,8 +500,10 @@ class _Jit(_Transformed):
     def _engine_jit(self, backend: Any) -> Any:
         jitted = self._engine_jits.get(backend.name)
         if jitted is None:
+            # The cache size in effect when this backend first runs the function.
             jitted = self._engine_jits[backend.name] = JitFunction(
-                self.fun, self.static_argnums, self.static_argnames, backend=backend)
+                self.fun, self.static_argnums, self.static_argnames, backend=backend,
+                cache_size=config.read("jit_cache_size"))
         return jitted
 
     def cache_info(self) -> dict[str, Any]:
@@ -559,7 +562,8 @@ def make_ir(fun: Callable[..., Any], *, static_argnums: int | Sequence[int] = ()
     """
     statics = normalize_argnums(static_argnums, "make_ir", fun, name="static_argnums") \
         if static_argnums != () else ()
-    names = normalize_static_argnames(static_argnames, "make_ir") if static_argnames else ()
+    names = normalize_static_argnames(static_argnames, "make_ir", fun) if static_argnames \
+        else ()
     return _make_ir(fun, static_argnums=statics, static_argnames=names)
 
 

@@ -7,6 +7,10 @@ backend x area (values, grad, vmap, jit, transforms, dtypes, errors, selection, 
 each cell ``passed``, ``failed``, ``xfail`` (a listed known failure) or ``unsupported``
 (the backend cannot run here, or does not declare what the test needs).
 
+``unijax check --standard PATH`` runs the official Array API test suite (a checkout of
+data-apis/array-api-tests at ``PATH``) on the traced namespace instead, and on its base
+(:mod:`unijax.cli.standard`).
+
 Example:
     >>> from unijax.cli.check import Matrix
     >>> m = Matrix()
@@ -29,6 +33,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from unijax.cli import standard
 
 __all__ = ["AREAS", "Matrix", "main", "render_markdown", "run_suite"]
 
@@ -300,7 +306,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-k", dest="keyword", default=None,
                         help="only tests matching this pytest -k expression")
     parser.add_argument("--plain", action="store_true", help="no colours or progress bar")
+    official = parser.add_argument_group(
+        "the official Array API test suite",
+        "--standard PATH runs data-apis/array-api-tests, checked out at PATH with its "
+        f"array-api submodule, at API version {standard.API_VERSION} on the traced "
+        "namespace over each --backend and on the backend itself, and fails on any failure "
+        "of the traced namespace that its base does not share, or that the "
+        "expected-failure list does not name")
+    official.add_argument("--standard", metavar="PATH", default=None,
+                          help="a checkout of data-apis/array-api-tests")
+    official.add_argument("--backend", action="append", choices=tuple(standard.BASES),
+                          default=None, help="the base namespace (repeatable; default numpy)")
+    official.add_argument("--max-examples", type=int, default=20, metavar="N",
+                          help="hypothesis examples per test (default 20)")
+    official.add_argument("--json", default=None, metavar="FILE",
+                          help="write every test's outcome and the comparison to FILE")
+    official.add_argument("--xfail", default=None, metavar="FILE",
+                          help="the expected-failure list (default: the one shipped in "
+                               "unijax_conformance/xfail/standard.toml)")
+    official.add_argument("--base-results", default=None, metavar="FILE",
+                          help="reuse the base results of an earlier --json FILE")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.standard is None:
+        for flag, value in (("--backend", args.backend), ("--json", args.json),
+                            ("--xfail", args.xfail), ("--base-results", args.base_results)):
+            if value is not None:
+                parser.error(f"{flag} goes with --standard PATH")
+    else:
+        if args.backends or args.report or args.thorough:
+            parser.error("--standard runs the official suite: name its bases with "
+                         "--backend, and write its results with --json")
+        if args.max_examples < 1:
+            parser.error("--max-examples must be at least 1")
+        if importlib.util.find_spec("pytest") is None:
+            print('unijax check needs pytest and hypothesis: pip install "unijax[test]"',
+                  file=sys.stderr)
+            return 2
+        return standard.run(args.standard, args.backend or ["numpy"],
+                            max_examples=args.max_examples, json_file=args.json,
+                            xfail_file=args.xfail, base_results=args.base_results,
+                            jobs=args.jobs, keyword=args.keyword)
     for report in args.report:
         if Path(report).suffix not in (".json", ".md"):
             parser.error(f"--report {report}: the file must end in .json or .md")

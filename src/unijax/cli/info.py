@@ -16,7 +16,6 @@ from typing import Any
 from unijax.dispatch.config import config
 from unijax.dispatch.plugins import PluginInfo, list_backends
 from unijax.dispatch.selection import explain_backend
-from unijax.errors import UnijaxError
 
 __all__ = ["collect", "main"]
 
@@ -47,38 +46,63 @@ def _row(info: PluginInfo) -> tuple[str, ...]:
     return (info.name, "available", version, devices, native, ", ".join(flags))
 
 
+def _describe(err: Exception) -> str:
+    return f"{type(err).__name__}: {err}"
+
+
 def collect() -> dict[str, Any]:
     """Everything ``unijax info`` shows, as plain data.
+
+    Nothing here raises on a bad configuration (an invalid option, a malformed config
+    file): the diagnostic tool reports it, under ``"problems"``, and shows the rest.
 
     Example:
         >>> data = collect()
         >>> [row[0] for row in data["backends"] if row[0] == "numpy"]
         ['numpy']
+        >>> data["problems"]
+        []
     """
+    problems: list[str] = []
+
+    def problem(err: Exception) -> str:
+        text = _describe(err)
+        if text not in problems:  # a broken config file fails every option the same way
+            problems.append(text)
+        return text
+
     try:
         selection = str(explain_backend())
-    except UnijaxError as err:
-        selection = f"{type(err).__name__}: {err}"
+    except Exception as err:  # reported, not raised: see the docstring
+        selection = problem(err)
     options = []
     for opt in config.options():
         try:
             options.append((opt.name, repr(config.read(opt.name)),
                             config.source(opt.name)))
-        except UnijaxError as err:
-            options.append((opt.name, "invalid", str(err)))
+        except Exception as err:
+            options.append((opt.name, "invalid", problem(err)))
+    try:
+        backends = [_row(info) for info in list_backends()]
+    except Exception as err:  # the allow-list of plugins is an option too
+        backends = []
+        problem(err)
 
     return {
         "unijax": metadata.version("unijax"),
         "python": f"{platform.python_version()} ({sys.executable})",
-        "backends": [_row(info) for info in list_backends()],
+        "backends": backends,
         "selection": selection,
         "options": options,
+        "problems": problems,
     }
 
 
 def _print_plain(data: dict[str, Any]) -> None:
     print(f"unijax {data['unijax']} on Python {data['python']}")
     print("\nBackends:")
+    if not data["backends"]:
+        print("  not listed: the configuration has a problem (see Problems)")
     for row in data["backends"]:
         print(f"  {row[0]}: {row[1]}")
         for header, value in zip(_HEADERS[2:], row[2:], strict=True):
@@ -88,6 +112,10 @@ def _print_plain(data: dict[str, Any]) -> None:
     print("\nOptions:")
     for name, value, source in data["options"]:
         print(f"  {name} = {value}  ({source})")
+    if data["problems"]:
+        print("\nProblems:")
+        for text in data["problems"]:
+            print(f"  - {text}")
 
 
 def _print_rich(data: dict[str, Any]) -> None:
@@ -102,6 +130,8 @@ def _print_rich(data: dict[str, Any]) -> None:
         table.add_column(header)
     for row in data["backends"]:
         table.add_row(*map(escape, row))
+    if not data["backends"]:
+        table.caption = "not listed: the configuration has a problem (see Problems)"
     console.print(table)
     console.print(f"Selected: {data['selection']}", markup=False)
     options = Table(title="Options")
@@ -110,10 +140,14 @@ def _print_rich(data: dict[str, Any]) -> None:
     for row in data["options"]:
         options.add_row(*map(escape, row))
     console.print(options)
+    if data["problems"]:
+        console.print("Problems:", markup=False)
+        for text in data["problems"]:
+            console.print(f"  - {text}", markup=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Print the report; returns 0.
+    """Print the report; returns 0, or 1 when it lists problems (a bad configuration).
 
     Example:
         >>> main(["--plain"])  # doctest: +ELLIPSIS
@@ -132,4 +166,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_plain(data)
     else:
         _print_rich(data)
-    return 0
+    return 1 if data["problems"] else 0

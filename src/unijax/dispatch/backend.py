@@ -3,6 +3,14 @@
 A plugin's ``unijax_backend`` hook returns a :class:`Backend`. It describes an array
 library without importing it: the library is imported only when unijax first needs its
 namespace (``Backend.namespace``), so ``import unijax`` and plugin discovery stay cheap.
+
+Every backend's loaders (``load_namespace``, ``load_native``) run one at a time, under one
+process-wide lock, and a call that arrives while one runs waits for it
+(:func:`wait_for_loads`). Importing a library puts its half-initialised module into
+``sys.modules``, where other threads can see it: array_api_compat's type checks read
+``sys.modules`` (``array_namespace`` on any array looks up ``jax.Array`` once ``jax`` is
+there), and two threads importing one library (NumPy, through JAX and through
+array-api-strict) can each be handed the other's partial module.
 """
 
 from __future__ import annotations
@@ -13,7 +21,70 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Backend", "Capabilities", "NativeTransforms"]
+from unijax.errors import PluginError, UnijaxError, message
+
+__all__ = [
+    "LOADING",
+    "Backend",
+    "Capabilities",
+    "NativeTransforms",
+    "load_for_call",
+    "wait_for_loads",
+]
+
+_load_lock = threading.RLock()  # reentrant: one backend's loader may load another's
+_load_done = threading.Condition()
+
+#: Idents of the threads running a backend loader or queued for one; empty when none.
+#: Hot paths read it without a lock (``if LOADING: wait_for_loads()``): a list is mutated
+#: in place, so modules that import it see every change.
+LOADING: list[int] = []
+
+
+def wait_for_loads() -> None:
+    """Block while another thread runs (or waits to run) a backend loader.
+
+    A thread that is itself loading never waits: its loader may use unijax.
+
+    Example:
+        >>> wait_for_loads()  # nothing is loading: returns at once
+    """
+    if not LOADING:
+        return
+    me = threading.get_ident()
+    with _load_done:
+        while LOADING and me not in LOADING:
+            _load_done.wait()
+
+
+def load_for_call(backend: Backend) -> None:
+    """Load ``backend``'s namespace and native transforms if needed, then wait for the
+    loads of other threads: what a call does before it runs user code.
+
+    Both load under one hold of the lock, so threads waiting for loads are not released
+    in between, to run user code while this thread starts its second import.
+
+    Raises:
+        PluginError: A loader of ``backend`` raised.
+    """
+    lazy = backend._lazy
+    if "namespace" not in lazy or "native" not in lazy:
+        _run_loader(lambda: (backend.native_transforms, backend.namespace))
+    if LOADING:
+        wait_for_loads()
+
+
+def _run_loader(loader: Callable[[], Any]) -> Any:
+    me = threading.get_ident()
+    with _load_done:
+        LOADING.append(me)
+    try:
+        with _load_lock:
+            return loader()
+    finally:
+        with _load_done:
+            LOADING.remove(me)
+            _load_done.notify_all()
 
 
 @dataclass(frozen=True)
@@ -100,7 +171,6 @@ class Backend:
     plugin: str = ""
     extras: dict[str, Any] = field(default_factory=dict)
     _lazy: dict[str, Any] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def available(self) -> bool:
@@ -113,26 +183,56 @@ class Backend:
 
     @property
     def namespace(self) -> Any:
-        """The backend's Array-API namespace, imported on first access."""
+        """The backend's Array-API namespace, imported on first access.
+
+        Waits while another thread loads a backend (see :func:`wait_for_loads`).
+
+        Raises:
+            PluginError: ``load_namespace`` raised; the message names the plugin.
+        """
+        if LOADING:
+            wait_for_loads()
         try:
             return self._lazy["namespace"]
         except KeyError:
-            return self._load("namespace", self.load_namespace)
+            return self._load("namespace", "load_namespace", self.load_namespace)
 
     @property
     def native_transforms(self) -> NativeTransforms:
-        """The backend's native transforms (empty when it has none)."""
+        """The backend's native transforms (empty when it has none).
+
+        Raises:
+            PluginError: ``load_native`` raised; the message names the plugin.
+        """
+        if LOADING:
+            wait_for_loads()
         try:
             return self._lazy["native"]
         except KeyError:
-            loader = self.load_native or NativeTransforms
-            return self._load("native", loader)
+            return self._load("native", "load_native", self.load_native or NativeTransforms)
 
-    def _load(self, key: str, loader: Callable[[], Any]) -> Any:
-        with self._lock:
-            if key not in self._lazy:
-                self._lazy[key] = loader()
+    def _load(self, key: str, hook: str, loader: Callable[[], Any]) -> Any:
+        def load() -> Any:
+            if key not in self._lazy:  # another thread may have loaded it meanwhile
+                self._lazy[key] = self._call_loader(hook, loader)
             return self._lazy[key]
+
+        return _run_loader(load)
+
+    def _call_loader(self, hook: str, loader: Callable[[], Any]) -> Any:
+        try:
+            return loader()
+        except UnijaxError:
+            raise
+        except (Exception, SystemExit) as err:
+            # SystemExit too: a library that exits while it is imported must not end the
+            # user's program from inside a unijax call.
+            raise PluginError(message(
+                f"unijax backend {self.name!r} (plugin {self.plugin or 'unknown'!r}) could "
+                f"not be loaded: its {hook} raised",
+                got=f"{type(err).__name__}: {err}",
+                fix=f"Check that the library works on its own ({self.install_hint}), fix "
+                    "the plugin, or choose another backend.")) from err
 
     def owns_type(self, tp: type) -> bool:
         """Whether arrays of type ``tp`` belong to this backend (by module name only)."""

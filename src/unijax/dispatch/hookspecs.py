@@ -71,8 +71,15 @@ def unijax_backend() -> Backend:
         * return anything but a ``Backend`` (that is a
           :class:`~unijax.errors.PluginValidationError`).
 
-    An exception raised here is reported as :class:`~unijax.errors.PluginError` naming
-    the plugin, and the plugin is left unregistered.
+    An exception raised here (``SystemExit`` included, as when the plugin module is
+    imported) is reported as :class:`~unijax.errors.PluginError` naming the plugin, and
+    the plugin is left unregistered.
+
+    The backend's ``load_namespace`` and ``load_native`` run one at a time across all
+    backends, under a process-wide lock, and calls in other threads wait for them, so an
+    import inside them is never seen half done. An exception they raise is reported as
+    :class:`~unijax.errors.PluginError` naming the plugin and the loader, and the next use
+    of the backend tries again.
     """
     raise NotImplementedError  # pragma: no cover - a specification only
 

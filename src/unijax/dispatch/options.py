@@ -161,15 +161,40 @@ def _find_config_file() -> tuple[Path, dict[str, Any]] | None:
     if explicit:
         path = Path(explicit).expanduser()
         data = _read_toml(path, source=f"{CONFIG_ENV}={explicit}")
-        table = data.get("tool", {}).get("unijax") if "tool" in data else data
-        return path, dict(table or {})
+        if "tool" not in data:  # the options at the top level, without the header
+            return path, data
+        return path, _tool_table(data, path) or {}
     for folder in (Path.cwd(), *Path.cwd().parents):
         path = folder / "pyproject.toml"
         if path.is_file():
-            table = _read_toml(path, source=str(path)).get("tool", {}).get("unijax")
-            if table is not None:
-                return path, dict(table)
+            # The first pyproject.toml up from the working directory is the project's,
+            # as for ruff and black: without [tool.unijax] the project sets nothing, and
+            # a pyproject.toml further up (another project's) must not decide for it.
+            table = _tool_table(_read_toml(path, source=str(path)), path)
+            return None if table is None else (path, table)
     return None
+
+
+def _tool_table(data: dict[str, Any], path: Path) -> dict[str, Any] | None:
+    """The ``[tool.unijax]`` table of the parsed TOML file ``path``, or None."""
+    tool = data.get("tool")
+    if tool is None:
+        return None
+    if not isinstance(tool, dict):
+        raise ConfigError(message(
+            f"unijax cannot read config file {path}: its 'tool' entry is not a table",
+            expected="a [tool] table", got=f"tool = {tool!r}",
+            fix="Make 'tool' a table ([tool.unijax] holds unijax's options)."))
+    table = tool.get("unijax")
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ConfigError(message(
+            f"unijax cannot read config file {path}: its 'tool.unijax' entry is not a "
+            "table", expected="a [tool.unijax] table of options",
+            got=f"unijax = {table!r} in [tool]",
+            fix='Write the options under a [tool.unijax] header, e.g. backend = "jax".'))
+    return dict(table)
 
 
 def _read_toml(path: Path, *, source: str) -> dict[str, Any]:
@@ -180,6 +205,11 @@ def _read_toml(path: Path, *, source: str) -> dict[str, Any]:
         raise ConfigError(message(
             f"unijax config file {path} (from {source}) does not exist",
             fix=f"Create it or unset {CONFIG_ENV}.")) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(message(
+            f"unijax cannot read config file {path}: it is not UTF-8 text",
+            expected="a TOML file, which is UTF-8", got=f"{type(err).__name__}: {err}",
+            fix="Save the file as UTF-8.")) from err
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise ConfigError(message(
             f"unijax cannot read config file {path}", got=f"{type(err).__name__}: {err}",
@@ -189,8 +219,9 @@ def _read_toml(path: Path, *, source: str) -> dict[str, Any]:
 def _load_raw() -> dict[str, tuple[Any, str, str]]:
     """Environment and file values (not yet validated), read once."""
     global _raw
-    if _raw is not None:
-        return _raw
+    cached = _raw  # read once: a reload may set it to None in between
+    if cached is not None:
+        return cached
     with _lock:
         if _raw is not None:
             return _raw
@@ -245,11 +276,15 @@ def _lookup(name: str) -> tuple[Any, str, str]:
         pass
     opt = _option(name)
     generation = _generation
-    if name in _runtime:
-        value, how = _runtime[name]
+    runtime = _runtime.get(name)
+    # The file and environment are read once here: a reload between two reads would
+    # drop the name from the second.
+    raw_values = _load_raw() if runtime is None else {}
+    if runtime is not None:
+        value, how = runtime
         entry = (value, "set_backend" if name == "backend" else "set", how)
-    elif name in _load_raw():
-        raw, rule, where = _load_raw()[name]
+    elif name in raw_values:
+        raw, rule, where = raw_values[name]
         if rule == "env":
             value = _validated(opt, raw, f"the environment variable {where}",
                                f"Set {where} to a valid value or unset it.")

@@ -36,6 +36,7 @@ __all__ = [
     "PluginInfo",
     "backend_for_type",
     "get_backend",
+    "is_registered",
     "list_backends",
     "namespace_for_type",
     "register_plugin",
@@ -113,7 +114,8 @@ class PluginManager:
 
     def installed(self) -> list[str]:
         """Names of every backend that could be loaded (allowed entry points, manual)."""
-        return sorted(set(self.entry_points()) | set(self._backends))
+        with self._lock:
+            return sorted(set(self.entry_points()) | set(self._backends))
 
     # -- loading --
 
@@ -165,7 +167,9 @@ class PluginManager:
         origin = f"entry point {name} = {ep.value}"
         try:
             plugin = ep.load()
-        except Exception as err:
+        except (Exception, SystemExit) as err:
+            # SystemExit too: a plugin that calls sys.exit() while it is imported is a
+            # broken plugin, and must not end the program that merely asked for a backend.
             raise PluginError(message(
                 f"unijax plugin {name!r} ({origin}) failed to import",
                 got=f"{type(err).__name__}: {err}",
@@ -239,7 +243,7 @@ class PluginManager:
             return fn(*args)
         except UnijaxError:
             raise
-        except Exception as err:
+        except (Exception, SystemExit) as err:  # see _load_entry_point for SystemExit
             raise PluginError(message(f"{who}: hook {hook} raised",
                                       got=f"{type(err).__name__}: {err}",
                                       fix="Fix the plugin or leave it out with "
@@ -281,13 +285,16 @@ class PluginManager:
             return self._types[tp]
         except KeyError:
             pass
-        self.load_all()
-        root = (getattr(tp, "__module__", None) or "").partition(".")[0]
-        owners = [b for b in self._backends.values() if root in b.array_modules]
-        # Where plugins overlap, the backend named like the module is the natural owner.
-        owners.sort(key=lambda b: b.name != root)
-        found = owners[0] if owners else None
+        # Under the lock from loading to caching: forget_entry_points (every config
+        # reload) empties the backends, and an answer computed across it would cache
+        # None as the owner of NumPy's arrays until the next change.
         with self._lock:
+            self.load_all()
+            root = (getattr(tp, "__module__", None) or "").partition(".")[0]
+            owners = [b for b in self._backends.values() if root in b.array_modules]
+            # Where plugins overlap, the backend named like the module is the natural owner.
+            owners.sort(key=lambda b: b.name != root)
+            found = owners[0] if owners else None
             self._types[tp] = found
         return found
 
@@ -413,6 +420,17 @@ def namespace_for_type(tp: type) -> Any:
     """
     backend = backend_for_type(tp)
     return None if backend is None else backend.namespace
+
+
+def is_registered(backend: Backend) -> bool:
+    """Whether ``backend`` is the one registered under its name now (for caches).
+
+    Example:
+        >>> is_registered(get_backend("numpy"))
+        True
+    """
+    manager = _manager
+    return manager is not None and manager._backends.get(backend.name) is backend
 
 
 def list_backends() -> list[PluginInfo]:

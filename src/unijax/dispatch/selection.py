@@ -18,7 +18,8 @@ from typing import Any
 
 from unijax.dispatch import options as _config
 from unijax.dispatch import plugins as _plugins
-from unijax.dispatch.backend import Backend
+from unijax.dispatch.backend import LOADING as _LOADING
+from unijax.dispatch.backend import Backend, load_for_call, wait_for_loads
 from unijax.errors import DeviceTransferError, MixedBackendError, message
 from unijax.tree_util import tree_leaves, tree_map
 
@@ -38,7 +39,11 @@ _SCALARS: frozenset[type] = frozenset({bool, int, float, complex, type(None)})
 _DEFAULT = "numpy"
 
 # name -> (backend, types it takes as they are); owning type -> backend. Cleared whenever
-# plugins change, so a stale backend is never returned.
+# plugins change, so a stale backend is never returned. A lookup that ran beside a change
+# (a config reload drops every backend loaded from an entry point) may come back with a
+# backend that is no longer registered: it answers that one call but is never cached, or
+# it would stay in the cache for good. The check and the store hold _lock, which _clear
+# needs too, so a change after the check is cleared after the store.
 _by_name: dict[str, tuple[Backend, set[type]]] = {}
 _owner: dict[type, Backend] = {}
 _lock = threading.Lock()
@@ -58,6 +63,8 @@ def _entry(name: str, source: str | None = None) -> tuple[Backend, set[type]]:
     if entry is None:
         backend = _plugins.get_backend(name, source=source)
         with _lock:
+            if not _plugins.is_registered(backend):
+                return backend, set(_SCALARS)
             entry = _by_name.setdefault(name, (backend, set(_SCALARS)))
     return entry
 
@@ -67,7 +74,9 @@ def _owner_of(tp: type) -> Backend | None:
     if backend is None:
         backend = _plugins.backend_for_type(tp)
         if backend is not None:
-            _owner[tp] = backend
+            with _lock:
+                if _plugins.is_registered(backend):
+                    _owner[tp] = backend
     return backend
 
 
@@ -192,6 +201,11 @@ def prepare_call(args: tuple[Any, ...], explicit: str | None = None,
         >>> backend.name, use_engine, args[1]
         ('numpy', False, 3.0)
     """
+    if _LOADING:
+        # Another thread is importing an array library: the slow path loads this call's
+        # backend too, then waits for every load, so that user code never meets a
+        # library halfway through its import (see unijax.dispatch.backend).
+        return _prepare_slow(args, explicit, api)
     name = explicit
     if name is None:
         name = _config._backend_ctx.get()
@@ -218,11 +232,14 @@ def _prepare_slow(args: tuple[Any, ...], explicit: str | None,
     leaves = tree_leaves(args)
     if any(_is_tracer(leaf) for leaf in leaves):
         plain = [leaf for leaf in leaves if not _is_tracer(leaf)]
+        wait_for_loads()  # a call nested in user code: see prepare_call
         return resolve_backend(explicit, plain), True, args
     backend = resolve_backend(explicit, leaves)
     same = _entry(backend.name)[1]
     if any(type(leaf) not in same for leaf in leaves):
         args = tree_map(lambda leaf: _implicit(leaf, backend, api), args)
+    # After the argument checks, so that a misuse is reported before a library loads.
+    load_for_call(backend)
     for a in leaves:  # learn the types this backend takes as they are
         tp = type(a)
         if tp not in same and (backend.owns_type(tp) or _accepts(backend, tp)):

@@ -10,7 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from unijax.engine.core import Primitive, Trace, Tracer, bind, is_array, namespace_for_args
+from unijax.engine.core import (
+    Primitive,
+    Trace,
+    Tracer,
+    bind,
+    builtin_scalar,
+    check_no_escaped,
+    is_array,
+    namespace_for_args,
+)
 from unijax.engine.namespace import array_functions
 from unijax.engine.registry import batch_rules, missing_rule
 from unijax.errors import ConcretizationError, message
@@ -60,6 +69,8 @@ class BatchTrace(Trace):
     """Batching interpreter for one ``vmap`` of size ``axis_size``."""
 
     __slots__ = ("axis_size",)
+    data_dependent_shapes = False
+    kind = "vmap"
 
     def __init__(self, axis_size: int) -> None:
         super().__init__()
@@ -78,7 +89,7 @@ class BatchTrace(Trace):
                 bdims.append(a.bdim)
                 batched = batched or a.bdim is not None
             else:
-                values.append(a)
+                values.append(builtin_scalar(a))
                 bdims.append(None)
         return values, bdims, batched
 
@@ -120,8 +131,13 @@ def vmap_flat(fun: Callable[[list[Any]], list[Any]], args: Sequence[Any],
     trace = BatchTrace(axis_size)
     inputs = [BatchTracer(trace, a, d) if d is not None or is_array(a) else a
               for a, d in zip(args, in_dims, strict=True)]
+    try:
+        outs = fun(inputs)
+        check_no_escaped(outs)
+    finally:
+        trace.finish()
     results = []
-    for o in fun(inputs):
+    for o in outs:
         if type(o) is BatchTracer and o._trace is trace:
             results.append((o.value, o.bdim))
         else:

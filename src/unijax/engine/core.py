@@ -27,10 +27,13 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
+from unijax._dtypes import is_inexact
 from unijax.errors import (
     ConcretizationError,
     DeviceTransferError,
     NonStandardAttributeError,
+    ShapeError,
+    UnexpectedTracerError,
     message,
 )
 
@@ -48,6 +51,32 @@ __all__ = [
 ]
 
 SCALAR_TYPES: frozenset[type] = frozenset({bool, int, float, complex})
+
+
+def builtin_scalar(value: Any) -> Any:
+    """``value`` as a builtin scalar if it is an instance of a subclass of one.
+
+    ``IntEnum`` members and ``float`` subclasses are numbers Python code passes freely;
+    the engine keys weak typing and caches on the exact builtin types.
+
+    Example:
+        >>> import enum
+        >>> class Level(enum.IntEnum):
+        ...     HIGH = 3
+        >>> type(builtin_scalar(Level.HIGH)).__name__
+        'int'
+    """
+    if type(value) in SCALAR_TYPES or hasattr(value, "shape"):
+        return value
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, complex):
+        return complex(value)
+    return value
 
 #: Every primitive by qualified name (``"sin"``, ``"linalg.solve"``), for introspection.
 PRIMITIVES: dict[str, Primitive] = {}
@@ -139,13 +168,29 @@ class Trace:
     """One active transform (an interpreter) at a nesting ``level``.
 
     Subclasses implement :meth:`pure` (wrap a value that does not depend on this trace)
-    and :meth:`process` (apply a primitive to this trace's tracers).
+    and :meth:`process` (apply a primitive to this trace's tracers). The transform that
+    runs a trace calls :meth:`finish` when the traced function has returned; a tracer of
+    a finished trace has escaped it (through a global, a closure or an exception), and
+    using it raises :class:`~unijax.errors.UnexpectedTracerError`.
     """
 
-    __slots__ = ("level",)
+    __slots__ = ("finished", "level", "namespaces")
+
+    #: Whether result shapes may depend on array values here (False under vmap and jit,
+    #: where the program must be valid for every value of the inputs).
+    data_dependent_shapes = True
+    #: What the transform is called in messages (``"grad"``, ``"vmap"``, ``"jit"``).
+    kind = "a transform"
 
     def __init__(self) -> None:
         self.level = next(_level_counter)
+        self.finished = False
+        #: This trace's traced namespaces, by base namespace (see ``engine.namespace``).
+        self.namespaces: dict[int, Any] | None = None
+
+    def finish(self) -> None:
+        """Mark the traced function as returned: its tracers may no longer be used."""
+        self.finished = True
 
     def pure(self, value: Any) -> Tracer:
         """Wrap a value that is constant with respect to this trace."""
@@ -172,7 +217,31 @@ def top_trace(args: tuple[Any, ...]) -> Trace | None:
             t = a._trace
             if top is None or t.level > top.level:
                 top = t
+    if top is not None and top.finished:
+        raise escaped_tracer_error(top)
     return top
+
+
+def escaped_tracer_error(trace: Trace) -> UnexpectedTracerError:
+    """The error for using a tracer of ``trace`` after its transform finished."""
+    return UnexpectedTracerError(message(
+        f"a traced value of a {trace.kind} transform was used after that transform had "
+        "finished: it escaped the function being transformed (stored in a global or an "
+        "outer variable, returned through a closure, or carried out by an exception), and "
+        "its value is no longer defined",
+        fix="Return the value from the transformed function instead of storing it, or "
+            "compute it outside the transform."))
+
+
+def check_no_escaped(values: Any) -> None:
+    """Raise if any of ``values`` is a tracer of a finished trace (outputs of a transform).
+
+    Raises:
+        UnexpectedTracerError: A leaked tracer is among ``values``.
+    """
+    for v in values:
+        if isinstance(v, Tracer) and v._trace.finished:
+            raise escaped_tracer_error(v._trace)
 
 
 def bind(prim: Primitive, args: tuple[Any, ...], params: dict[str, Any]) -> Any:
@@ -188,6 +257,8 @@ def bind(prim: Primitive, args: tuple[Any, ...], params: dict[str, Any]) -> Any:
         if fn is None:
             fn = _impl_for_args(prim, args)
         return fn(*args, **params)
+    if top.finished:
+        raise escaped_tracer_error(top)
     return top.process(prim, args, params)
 
 
@@ -275,7 +346,7 @@ def namespace_for_args(args: tuple[Any, ...]) -> Any:
         xp = _NAMESPACE_BY_TYPE.get(tp)
         if xp is not None:
             return xp
-        if tp in SCALAR_TYPES or a is None:
+        if tp in SCALAR_TYPES or a is None or type(builtin_scalar(a)) in SCALAR_TYPES:
             continue
         return namespace_for_value(a)
     return _namespace_source[1]()
@@ -284,6 +355,14 @@ def namespace_for_args(args: tuple[Any, ...]) -> Any:
 def is_array(x: Any) -> bool:
     """Whether ``x`` is an array or tracer (not a Python scalar or other object)."""
     return hasattr(x, "shape") and hasattr(x, "dtype")
+
+
+def device_of(x: Any) -> Any:
+    """The device of the array ``x`` (array_api_compat's answer for any library)."""
+    # Imported on use: importing unijax loads no array library, array_api_compat included.
+    from array_api_compat import device
+
+    return device(x)
 
 
 def base_value(x: Any) -> Any:
@@ -318,7 +397,34 @@ class Tracer:
 
     def _concrete(self, what: str) -> Any:
         """The concrete value for ``bool()``/``float()``/..., or a concretization error."""
+        if self._trace.finished:
+            raise escaped_tracer_error(self._trace)
         return _concrete_of(self._primal(), what)
+
+    def _differentiated(self) -> bool:
+        """Whether this value carries a derivative (overridden by the AD tracers)."""
+        return False
+
+    def _number(self, what: str) -> Any:
+        """The concrete value for ``float()`` or ``complex()``.
+
+        They make a Python number that stands for the array's value: for a value being
+        differentiated that silently cuts its derivative, so it is an error, as in JAX and
+        Autograd. ``bool()`` is control flow and ``int()`` a step function, whose derivative
+        is zero, so both keep working on concrete values, as in JAX.
+        """
+        value: Any = self
+        while isinstance(value, Tracer):
+            if value._differentiated() and is_inexact(value.dtype):
+                raise ConcretizationError(message(
+                    f"{what}() was called on a value being differentiated "
+                    f"({value._trace.kind}): a Python number carries no derivative, so "
+                    "the result would silently have none",
+                    fix="Keep the value an array (return the 0-d array itself; use "
+                        "xp.log instead of math.log), or wrap it in unijax.stop_gradient(x) "
+                        "if its derivative is meant to be zero."))
+            value = value._primal()
+        return self._concrete(what)
 
     # -- metadata --
     @property
@@ -331,9 +437,7 @@ class Tracer:
 
     @property
     def device(self) -> Any:
-        from array_api_compat import device
-
-        return device(base_value(self))
+        return device_of(base_value(self))
 
     @property
     def ndim(self) -> int:
@@ -349,7 +453,7 @@ class Tracer:
     @property
     def T(self) -> Any:
         if self.ndim != 2:
-            raise ValueError(
+            raise ShapeError(
                 message("x.T is defined for 2-D arrays only", got=f"ndim={self.ndim}",
                         fix="Use x.mT or xp.permute_dims for other ranks.")
             )
@@ -375,7 +479,23 @@ class Tracer:
         )
 
     def __array_namespace__(self, *, api_version: str | None = None) -> Any:
-        return TRACER_METHODS["namespace"](base_value(self))
+        return TRACER_METHODS["namespace"](self)
+
+    def __dlpack__(self, *, stream: Any = None, max_version: Any = None,
+                   dl_device: Any = None, copy: bool | None = None) -> Any:
+        raise ConcretizationError(message(
+            "__dlpack__() (from_dlpack, np.asarray or similar) was called on a traced array "
+            "inside a unijax transform: exporting its memory would leave the transform "
+            "behind",
+            fix="Use the namespace of the input, xp = array_namespace(x), to compute with "
+                "it, or export the result after the transformed function returns."))
+
+    def __dlpack_device__(self) -> tuple[Any, int]:
+        value = base_value(self)
+        device = getattr(value, "__dlpack_device__", None)
+        if device is None:
+            return (1, 0)  # kDLCPU: a Python scalar underneath
+        return tuple(device())
 
     def to_device(self, device: Any, /, *, stream: Any = None) -> Any:
         if device == self.device:
@@ -391,13 +511,13 @@ class Tracer:
         return bool(self._concrete("bool"))
 
     def __float__(self) -> float:
-        return float(self._concrete("float"))
+        return float(self._number("float"))
 
     def __int__(self) -> int:
         return int(self._concrete("int"))
 
     def __complex__(self) -> complex:
-        return complex(self._concrete("complex"))
+        return complex(self._number("complex"))
 
     def __index__(self) -> int:
         return operator.index(self._concrete("index"))
@@ -472,14 +592,18 @@ def _binary(name: str, reflected: bool) -> Callable[[Any, Any], Any]:
 
         def method(self: Any, other: Any) -> Any:
             if type(other) not in SCALAR_TYPES and not hasattr(other, "shape"):
-                return NotImplemented
+                other = builtin_scalar(other)
+                if type(other) not in SCALAR_TYPES:
+                    return NotImplemented
             return API_FUNCTIONS[name](other, self)
 
     else:
 
         def method(self: Any, other: Any) -> Any:
             if type(other) not in SCALAR_TYPES and not hasattr(other, "shape"):
-                return NotImplemented
+                other = builtin_scalar(other)
+                if type(other) not in SCALAR_TYPES:
+                    return NotImplemented
             return API_FUNCTIONS[name](self, other)
 
     return method

@@ -18,7 +18,10 @@ arrays are *advanced* indices when any index array is present; their broadcast s
 replaces the indexed axes in place when they are adjacent, or goes to the front when a
 slice, ``None`` or ``...`` separates them. A boolean mask becomes the integer arrays of its
 ``nonzero()``; its values must be concrete (fine eagerly and under ``grad``, an error under
-``vmap`` or ``jit``, where the result's shape would depend on traced values).
+``vmap`` or ``jit``, where the result's shape would depend on traced values; the front ends
+in :mod:`unijax.engine.rules.indexing` pass constants of ``jit`` as their values). A 0-d mask
+adds an axis of length 1 or 0; :func:`split_zero_d_masks` rewrites it into a new axis and
+an integer index array before parsing.
 
 Concrete evaluation (the primitives' impls) lives in :mod:`unijax.engine.rules._index_eval`.
 """
@@ -30,7 +33,13 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from unijax._dtypes import dtype_name
-from unijax.engine.core import CREATION_FUNCTIONS, Tracer, base_value, namespace_for_value
+from unijax.engine.core import (
+    CREATION_FUNCTIONS,
+    Tracer,
+    base_value,
+    device_of,
+    namespace_for_value,
+)
 from unijax.errors import ConcretizationError, message
 
 __all__ = [
@@ -46,6 +55,7 @@ __all__ = [
     "layout",
     "parse_key",
     "slice_len",
+    "split_zero_d_masks",
 ]
 
 Item = tuple[Any, ...]
@@ -96,6 +106,46 @@ def _sequence_index(x: Any, k: list[Any] | tuple[Any, ...]) -> Any:
     if not len(k):
         return xp.asarray(k, dtype=xp.int64)
     return CREATION_FUNCTIONS["asarray"](xp, k)
+
+
+def split_zero_d_masks(x: Any, key: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
+    """``(expand, rest)`` with ``x[key] == x[expand][rest]`` for a key holding 0-d masks.
+
+    A 0-d boolean index adds an axis of length 1 (``True``) or 0 (``False``) and is an
+    advanced index, as in NumPy: ``expand`` inserts a length-1 axis of ``x`` at each such
+    position, and ``rest`` indexes that axis with the integer array ``[0]`` or ``[]``, so
+    it broadcasts and places the result's axes with the other advanced indices. Returns
+    ``None`` for a key without 0-d masks.
+
+    Raises:
+        ConcretizationError: A 0-d mask has no concrete value (under ``vmap``/``jit``).
+    """
+    raw = key if isinstance(key, tuple) else (key,)
+    if not any(is_index_array(k) and dtype_kind(k.dtype) == "bool" and k.ndim == 0
+               for k in raw):
+        return None
+    xp = namespace_for_value(base_value(x))
+    device = device_of(base_value(x))
+    expand: list[Any] = []
+    rest: list[Any] = []
+    for k in raw:
+        if isinstance(k, list | tuple):
+            k = _sequence_index(x, k)
+        if k is None:
+            rest.append(k)  # a new axis of the result, not of x
+        elif k is Ellipsis:
+            expand.append(k)
+            rest.append(k)
+        elif is_index_array(k) and dtype_kind(k.dtype) == "bool" and k.ndim == 0:
+            taken = bool(_concrete_mask(k))
+            expand.append(None)
+            rest.append(xp.zeros((1 if taken else 0,), dtype=xp.int64, device=device))
+        else:
+            # Every other index consumes axes of x, which the expanded array keeps whole.
+            used = k.ndim if is_index_array(k) and dtype_kind(k.dtype) == "bool" else 1
+            expand.extend([slice(None)] * used)
+            rest.append(k)
+    return tuple(expand), tuple(rest)
 
 
 def _slice_item(s: slice, n: int) -> Item:
@@ -150,8 +200,10 @@ def parse_key(x: Any, key: Any) -> tuple[Items, list[Any]]:
             kind = dtype_kind(k.dtype)
             if kind == "bool":
                 if k.ndim == 0:
-                    raise _index_error("a 0-d boolean index is not supported", got="x[True]",
-                                       fix="Use x[None] or xp.expand_dims(x, axis=0).")
+                    # getitem and setitem rewrite these first (split_zero_d_masks).
+                    raise _index_error("a 0-d boolean index must be split off first",
+                                       got="a 0-d mask in the key",
+                                       fix="Pass the key through split_zero_d_masks.")
                 parsed.append(("mask", k))
                 consumed += k.ndim
             elif kind == "int":

@@ -19,12 +19,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from unijax import tree_util
-from unijax.engine.core import SCALAR_TYPES, Tracer, namespace_for_args
+from unijax.engine.core import SCALAR_TYPES, Tracer, builtin_scalar, namespace_for_args
 from unijax.engine.ir import Program, Var
 from unijax.engine.lower import interpret
 from unijax.engine.optimize import optimize
 from unijax.engine.staging import stage
-from unijax.errors import UnhashableStaticArgumentError, message
+from unijax.errors import TransformArgumentError, UnhashableStaticArgumentError, message
 
 __all__ = ["CacheInfo", "JitFunction", "make_ir"]
 
@@ -136,6 +136,7 @@ class JitFunction:
         else:
             dyn, statics = self._split(args, kwargs)
             leaves, treedef = _tree_flatten(dyn)
+            leaves = [builtin_scalar(leaf) for leaf in leaves]
         signature = _signature(leaves)
         if signature is None:  # an argument is a tracer: the outer transform sees all
             return self.fun(*args, **kwargs)
@@ -176,6 +177,7 @@ class JitFunction:
         """The optimised program for these arguments (staged afresh; nothing is cached)."""
         dyn, _ = self._split(args, kwargs)
         leaves, treedef = _tree_flatten(dyn)
+        leaves = [builtin_scalar(leaf) for leaf in leaves]
         _signature(leaves)  # rejects leaves that are not arrays or scalars
         program, _, _ = self._stage(args, kwargs, leaves, treedef, self._namespace(leaves))
         return optimize(program) if program.cacheable else program
@@ -290,7 +292,7 @@ def _signature(leaves: Sequence[Any]) -> tuple[Any, ...] | None:
         elif hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
             sig.append((tp, tuple(leaf.shape), leaf.dtype))
         else:
-            raise TypeError(
+            raise TransformArgumentError(
                 message(
                     "jit: every argument leaf must be an array or a Python scalar",
                     got=f"a value of type {tp.__module__}.{tp.__qualname__}",

@@ -1,21 +1,55 @@
 """The traced namespace: what ``array_namespace(tracer)`` returns.
 
 It is a complete Array API namespace whose array functions ``bind`` primitives, so code
-written as ``xp = array_namespace(x); xp.sin(x)`` is traced unchanged. Functions that
-make new arrays from Python data (``zeros``, ``arange``, ``asarray`` of a list) need no
-tracing: they run on the concrete backend namespace underneath the tracers, and dtypes,
-constants and ``finfo``/``iinfo`` come from there too, so dtype semantics are exactly the
-backend's.
+written as ``xp = array_namespace(x); xp.sin(x)`` is traced unchanged. Dtypes, constants
+and the results of functions that make arrays from Python data come from the concrete
+backend namespace underneath the tracers, so dtype semantics are exactly the backend's.
+
+A traced namespace belongs to one trace. Arrays it makes from Python data (``zeros``,
+``arange``, ``asarray`` of a list) are constants *of that trace*, not bare backend arrays:
+``array_namespace(tracer, made)`` then sees one namespace, ``made[i] = tracer`` and
+``made / tracer`` work, and a library whose operators refuse foreign operands
+(array-api-strict) never meets a tracer on its right. Namespaces of different traces over
+one backend compare equal and share ``__name__``, which is how ``array_namespace`` tells
+namespaces apart, so mixing values of nested transforms stays legal.
+
+Keeping this cheap matters on the eager path: each backend gets its own subclass, and a
+function looked up once is stored on that class, so a namespace made for a new trace
+finds every function already there. Only the creation functions are bound per instance.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any
 
-from unijax.engine.core import API_FUNCTIONS, CREATION_FUNCTIONS, TRACER_METHODS, namespace_for_args
+from unijax.engine.core import (
+    API_FUNCTIONS,
+    CREATION_FUNCTIONS,
+    TRACER_METHODS,
+    Trace,
+    Tracer,
+    base_value,
+    escaped_tracer_error,
+    is_array,
+    namespace_for_args,
+)
 
 __all__ = ["TracedNamespace", "array_functions", "traced_namespace"]
+
+#: Functions of the standard that make arrays from Python data and that unijax runs on
+#: the backend's own namespace as they are (their results become constants of the trace).
+_BASE_CREATION = frozenset({"arange", "empty", "eye", "full", "linspace", "ones", "zeros"})
+#: Names the standard defines that are not functions of arrays: the backend's own.
+_BASE_NAMES = frozenset({
+    "e", "inf", "nan", "pi", "newaxis", "broadcast_shapes",
+    "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+    "float32", "float64", "complex64", "complex128",
+})
+_EXTENSIONS = ("linalg", "fft", "special")
+#: Capabilities that no transform with static shapes (vmap, jit) can honour.
+_DATA_DEPENDENT = ("boolean indexing", "data-dependent shapes")
 
 
 class _ArrayFunctions:
@@ -33,30 +67,65 @@ class _ArrayFunctions:
 array_functions: Any = _ArrayFunctions()
 
 
-class _SubNamespace:
-    """The ``linalg`` or ``fft`` extension of a traced namespace."""
+class _Info:
+    """``__array_namespace_info__()`` of a traced namespace: the backend's, made truthful
+    about what its trace allows, with the standard's return types."""
+
+    def __init__(self, base_info: Any, static_shapes: bool) -> None:
+        self._base = base_info
+        self._static_shapes = static_shapes
+
+    def capabilities(self) -> dict[str, Any]:
+        caps = dict(self._base.capabilities())
+        if self._static_shapes:
+            caps.update(dict.fromkeys(_DATA_DEPENDENT, False))
+        return caps
+
+    def devices(self) -> list[Any]:
+        return list(self._base.devices())
+
+    def default_device(self) -> Any:
+        return self._base.default_device()
+
+    def default_dtypes(self, *, device: Any = None) -> dict[str, Any]:
+        return self._base.default_dtypes(device=device)
+
+    def dtypes(self, *, device: Any = None, kind: Any = None) -> dict[str, Any]:
+        return self._base.dtypes(device=device, kind=kind)
+
+
+class _Extension:
+    """The ``linalg``, ``fft`` or ``special`` extension of a traced namespace."""
 
     def __init__(self, parent: TracedNamespace, prefix: str) -> None:
         self._parent = parent
         self._prefix = prefix
 
     def __getattr__(self, name: str) -> Any:
-        fn = self._parent._lookup(f"{self._prefix}.{name}", None)
+        if name.startswith("__"):
+            raise AttributeError(name)
+        fn = self._parent._lookup(f"{self._prefix}.{name}")
         if fn is None:
-            base = getattr(self._parent._base, self._prefix)
-            fn = getattr(base, name)
+            raise AttributeError(
+                f"the traced namespace's {self._prefix} extension has no function {name!r}")
         setattr(self, name, fn)
         return fn
 
     def __dir__(self) -> list[str]:
         prefix = self._prefix + "."
-        names = {k[len(prefix):] for k in (*API_FUNCTIONS, *CREATION_FUNCTIONS)
-                 if k.startswith(prefix)}
-        return sorted(names)
+        return sorted(k[len(prefix):] for k in (*API_FUNCTIONS, *CREATION_FUNCTIONS)
+                      if k.startswith(prefix))
 
 
 class TracedNamespace:
-    """An Array API namespace over tracers, backed by a concrete namespace ``base``.
+    """An Array API namespace over tracers of ``trace``, backed by a concrete ``base``.
+
+    Args:
+        base: The backend's Array-API namespace.
+        trace: The trace whose tracers it serves; ``None`` for the namespace that runs the
+            engine's functions on concrete arrays (its creation functions return them).
+        static_shapes: Whether its trace (or one it is nested in) needs every result shape
+            to follow from input shapes alone (``vmap``, ``jit``).
 
     Example:
         >>> import numpy as np
@@ -71,50 +140,138 @@ class TracedNamespace:
     """
 
     __array_api_version__ = "2024.12"
+    _base: Any
 
-    def __init__(self, base: Any) -> None:
-        self._base = base
-        # array_api_compat tells namespaces apart by __name__.
-        self.__name__ = f"unijax.traced({getattr(base, '__name__', type(base).__name__)})"
-        self.linalg = _SubNamespace(self, "linalg")
-        self.fft = _SubNamespace(self, "fft")
+    def __new__(cls, base: Any, trace: Trace | None = None,
+                static_shapes: bool = False) -> TracedNamespace:
+        return object.__new__(_class_for(base))
 
-    def _lookup(self, qualname: str, default: Any) -> Any:
+    def __init__(self, base: Any, trace: Trace | None = None,
+                 static_shapes: bool = False) -> None:
+        self._trace = trace
+        self._static_shapes = static_shapes
+
+    # -- lookup --
+
+    def _lookup(self, qualname: str) -> Any:
         fn = API_FUNCTIONS.get(qualname)
         if fn is not None:
             return fn
         creation = CREATION_FUNCTIONS.get(qualname)
         if creation is not None:
-            return functools.partial(creation, self._base)
-        return default
+            return self._creator(functools.partial(creation, self._base), creation, True)
+        if qualname in _BASE_CREATION:
+            base_fn = getattr(self._base, qualname)
+            return self._creator(base_fn, base_fn, False)
+        return None
+
+    def _creator(self, make: Any, shown: Any, drop_first: bool) -> Any:
+        """``make`` with its arrays made constants of this trace, and ``shown``'s
+        signature (without the namespace parameter of a creation rule)."""
+        trace = self._trace
+        if trace is None:
+            return make
+
+        def create(*args: Any, **kwargs: Any) -> Any:
+            out = make(*args, **kwargs)
+            # Only arrays become constants: finfo, dtypes and flags are returned as is.
+            if not is_array(out) or (isinstance(out, Tracer)
+                                     and out._trace.level >= trace.level):
+                return out
+            if trace.finished:
+                raise escaped_tracer_error(trace)
+            return trace.pure(out)
+
+        functools.update_wrapper(create, shown)
+        try:
+            signature = inspect.signature(shown)
+        except (TypeError, ValueError):  # some builtins have none
+            return create
+        if drop_first:
+            signature = signature.replace(parameters=list(signature.parameters.values())[1:])
+        create.__signature__ = signature  # type: ignore[attr-defined]
+        del create.__wrapped__  # type: ignore[attr-defined]
+        return create
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") and name != "__array_namespace_info__":
+        if name in _EXTENSIONS:
+            ext = _Extension(self, name)
+            setattr(self, name, ext)
+            return ext
+        if name == "__array_namespace_info__":
+            info = _Info(self._base.__array_namespace_info__(), self._static_shapes)
+            return lambda: info
+        if name.startswith("__"):
             raise AttributeError(name)
-        fn = self._lookup(name, None)
-        if fn is None:
-            # dtypes, constants, finfo/iinfo/isdtype: the backend's own.
-            fn = getattr(self._base, name)
-        setattr(self, name, fn)
-        return fn
+        fn = self._lookup(name)
+        if fn is not None:
+            if name in API_FUNCTIONS:
+                # The same for every trace: kept on the backend's class, found directly
+                # by every later namespace of that backend.
+                setattr(type(self), name, staticmethod(fn))
+            else:
+                setattr(self, name, fn)
+            return fn
+        if name in _BASE_NAMES:
+            value = getattr(self._base, name)
+            setattr(type(self), name, value)
+            return value
+        # Anything else the backend has is not part of the standard, or has no traced
+        # version yet: absent, so that feature detection (hasattr) takes its fallback.
+        raise AttributeError(f"the traced namespace has no attribute {name!r}")
 
     def __dir__(self) -> list[str]:
         names = {k for k in (*API_FUNCTIONS, *CREATION_FUNCTIONS) if "." not in k}
-        return sorted(names | {"linalg", "fft", "__array_api_version__"})
+        return sorted(names | _BASE_CREATION | _BASE_NAMES | set(_EXTENSIONS)
+                      | {"__array_api_version__", "__array_namespace_info__"})
+
+    # -- identity: one namespace per backend, whatever the trace --
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TracedNamespace) and other._base is self._base
+
+    def __hash__(self) -> int:
+        return hash(id(self._base))
 
     def __repr__(self) -> str:
         return f"<unijax traced namespace over {getattr(self._base, '__name__', self._base)}>"
 
 
-_BY_BASE: dict[int, TracedNamespace] = {}
+_CLASSES: dict[int, type[TracedNamespace]] = {}
 
 
-def traced_namespace(value: Any) -> TracedNamespace:
-    """The traced namespace for tracers whose concrete values look like ``value``."""
-    base = namespace_for_args((value,))
-    ns = _BY_BASE.get(id(base))
+def _class_for(base: Any) -> type[TracedNamespace]:
+    cls = _CLASSES.get(id(base))
+    if cls is None:
+        base_name = getattr(base, "__name__", type(base).__name__)
+        cls = _CLASSES[id(base)] = type(TracedNamespace.__name__, (TracedNamespace,), {
+            "_base": base,
+            # array_api_compat tells namespaces apart by __name__.
+            "__name__": f"unijax.traced({base_name})",
+            "__module__": __name__,
+        })
+    return cls
+
+
+def _static_shapes(tracer: Any) -> bool:
+    value = tracer
+    while isinstance(value, Tracer):
+        if not value._trace.data_dependent_shapes:
+            return True
+        value = value._primal()
+    return False
+
+
+def traced_namespace(tracer: Any) -> TracedNamespace:
+    """The traced namespace of ``tracer``'s trace over the backend of its concrete value."""
+    trace = tracer._trace
+    base = namespace_for_args((base_value(tracer),))
+    spaces = trace.namespaces
+    if spaces is None:
+        spaces = trace.namespaces = {}
+    ns = spaces.get(id(base))
     if ns is None:
-        ns = _BY_BASE[id(base)] = TracedNamespace(base)
+        ns = spaces[id(base)] = TracedNamespace(base, trace, _static_shapes(tracer))
     return ns
 
 

@@ -21,7 +21,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from unijax.engine.core import SCALAR_TYPES, Primitive, Trace, Tracer, bind, namespace_for_args
+from unijax.engine.core import (
+    SCALAR_TYPES,
+    Primitive,
+    Trace,
+    Tracer,
+    bind,
+    builtin_scalar,
+    check_no_escaped,
+    namespace_for_args,
+    namespace_for_value,
+)
 from unijax.engine.ir import Atom, Equation, Literal, Program, Var, weak_value
 from unijax.errors import ConcretizationError, message
 
@@ -63,6 +73,11 @@ class StagingTracer(Tracer):
         return super().device
 
     def _concrete(self, what: str) -> Any:
+        trace: StagingTrace = self._trace  # type: ignore[assignment]
+        if self.var in trace.constants:
+            # A constant of the program (made or closed over while tracing): its value is
+            # the same for every call, so Python may use it.
+            return super()._concrete(what)
         raise ConcretizationError(
             message(
                 f"{what}() was called on a traced array ({self.var.aval}) inside a jit-"
@@ -93,8 +108,10 @@ class StagingTrace(Trace):
         ((2, 3), dtype('float32'), 1)
     """
 
-    __slots__ = ("_const_ids", "cacheable", "constants", "device", "equations", "inputs",
-                 "xp")
+    __slots__ = ("_captured", "_const_ids", "cacheable", "constants", "device", "equations",
+                 "inputs", "xp")
+    data_dependent_shapes = False
+    kind = "jit"
 
     def __init__(self, xp: Any = None, device: Any = None) -> None:
         super().__init__()
@@ -106,6 +123,8 @@ class StagingTrace(Trace):
         # Constants by id(value), so one closed-over array is one constant; the dict in
         # ``constants`` keeps each value alive, so its id cannot be reused meanwhile.
         self._const_ids: dict[int, Var] = {}
+        # The closed-over values themselves, so that their ids stay unique while staging.
+        self._captured: list[Any] = []
         self.cacheable = True
 
     def weak_dtype(self, value: Any) -> Any:
@@ -129,8 +148,18 @@ class StagingTrace(Trace):
             if isinstance(value, Tracer):
                 # Closed over from an enclosing transform: right for this call only.
                 self.cacheable = False
+                snapshot = value
+            elif hasattr(value, "shape"):
+                # Captured at trace time, as in JAX: the program keeps a copy, so writing
+                # to the closed-over array later changes no expression of the program (a
+                # reference would change those that read it directly but not the ones
+                # folded while staging).
+                snapshot = namespace_for_value(value).asarray(value, copy=True)
+            else:
+                snapshot = value
             var = self._const_ids[id(value)] = _var_for(value)
-            self.constants[var] = value
+            self._captured.append(value)
+            self.constants[var] = snapshot
         return var
 
     def atom(self, value: Any) -> Atom:
@@ -145,18 +174,27 @@ class StagingTrace(Trace):
         values: list[Any] = []
         atoms: list[Atom] = []
         weak = True
+        constant = True
         for a in args:
             if type(a) is StagingTracer and a._trace is self:
                 values.append(a.value)
                 atoms.append(a.var)
                 weak = weak and a.var.weak
+                constant = constant and a.var in self.constants
             else:
+                a = builtin_scalar(a)
                 values.append(a)
                 atoms.append(self.atom(a))
                 weak = weak and (type(a) in SCALAR_TYPES or a is None)
         out = bind(prim, tuple(values), params)
         if weak and not prim.multiple_results:
             out = weak_value(out)  # Python scalars in, a Python scalar out (see weak_value)
+        if constant and self.cacheable:
+            # Constants in, a constant out: folded now, as operations on closed-over
+            # arrays are, so the program records no equation and the value stays concrete.
+            if prim.multiple_results:
+                return tuple(self.pure(o) for o in out)
+            return self.pure(out)
         atoms_t = tuple(atoms)
         if prim.multiple_results:
             outs = tuple(out)
@@ -213,7 +251,11 @@ def stage(fun_flat: Callable[[list[Any]], Sequence[Any]], flat_args: Sequence[An
     """
     trace = StagingTrace(xp, device)
     tracers = [trace.new_input(a) for a in flat_args]
-    outs = fun_flat(list(tracers))
+    try:
+        outs = fun_flat(list(tracers))
+        check_no_escaped(outs)
+    finally:
+        trace.finish()
     out_atoms: list[Atom] = []
     values: list[Any] = []
     for o in outs:

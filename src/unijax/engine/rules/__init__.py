@@ -1,4 +1,5 @@
-"""Primitives of the Array API standard and their rules, one module per family.
+"""Primitives of the Array API standard and their rules, one module per family
+(``special`` holds the SciPy functions that SciPy looks up as ``xp.special``).
 
 Importing this package registers every primitive, its traced-namespace function and its
 JVP, VJP and batching rules.
@@ -19,4 +20,5 @@ from unijax.engine.rules import (  # noqa: F401
     manipulation,
     reductions,
     searching,
+    special,
 )

@@ -15,38 +15,49 @@ from typing import Any
 from unijax.engine.batching import bdim_to_front
 from unijax.engine.core import Primitive, Tracer, base_value, namespace_for_value
 from unijax.engine.registry import def_api, def_batch, def_creation, def_vjp
-from unijax.engine.rules._helpers import ndim_of, ops, shape_of
+from unijax.engine.rules._helpers import ndim_of, ops, plain_scalar, shape_of
 from unijax.engine.rules.manipulation import linear
 from unijax.errors import message
 
 __all__ = ["tril_p", "triu_p"]
 
 
-def _like(name: str) -> None:
-    maker_name = name.removesuffix("_like")
+def _make_like(name: str, x: Any, fill: tuple[Any, ...], dtype: Any, device: Any) -> Any:
+    """``name(x, *fill, dtype=dtype, device=device)`` for an array or a tracer ``x``."""
+    fill = tuple(plain_scalar(v) for v in fill)
+    if not isinstance(x, Tracer):
+        xp = namespace_for_value(x)
+        return getattr(xp, name)(x, *fill, dtype=dtype, device=device)
+    dtype = x.dtype if dtype is None else dtype  # (NumPy dtypes are falsy: no `or`)
+    if fill and isinstance(fill[0], Tracer):
+        # full_like(x, traced_fill_value): the value varies, so the result is traced.
+        return ops.broadcast_to(ops.astype(fill[0], dtype), x.shape)
+    xp = namespace_for_value(base_value(x))
+    value = getattr(xp, name.removesuffix("_like"))(
+        x.shape, *fill, dtype=dtype, device=x.device if device is None else device)
+    # A constant of x's transform rather than a bare array: operators then dispatch to
+    # the tracer even on backends whose arrays refuse foreign operands (array-api-strict).
+    return x._trace.pure(value)
 
-    @def_api(name)
-    def like(x: Any, /, *args: Any, dtype: Any = None, device: Any = None) -> Any:
-        if not isinstance(x, Tracer):
-            xp = namespace_for_value(x)
-            return getattr(xp, name)(x, *args, dtype=dtype, device=device)
-        dtype = x.dtype if dtype is None else dtype  # (NumPy dtypes are falsy: no `or`)
-        if args and isinstance(args[0], Tracer):
-            # full_like(x, traced_fill_value): the value varies, so the result is traced.
-            return ops.broadcast_to(ops.astype(args[0], dtype), x.shape)
-        xp = namespace_for_value(base_value(x))
-        value = getattr(xp, maker_name)(x.shape, *args, dtype=dtype,
-                                        device=x.device if device is None else device)
-        # A constant of x's transform rather than a bare array: operators then dispatch to
-        # the tracer even on backends whose arrays refuse foreign operands (array-api-strict).
-        return x._trace.pure(value)
+
+def _like(name: str) -> None:
+    def like(x: Any, /, *, dtype: Any = None, device: Any = None) -> Any:
+        return _make_like(name, x, (), dtype, device)
 
     like.__name__ = like.__qualname__ = name
-    like.__doc__ = f"``{maker_name}`` with the shape (and by default dtype) of ``x``."
+    maker = name.removesuffix("_like")
+    like.__doc__ = f"``{maker}`` with the shape (and by default dtype) of ``x``."
+    def_api(name)(like)
 
 
-for _name in ("zeros_like", "ones_like", "empty_like", "full_like"):
+for _name in ("zeros_like", "ones_like", "empty_like"):
     _like(_name)
+
+
+@def_api("full_like")
+def full_like(x: Any, /, fill_value: Any, *, dtype: Any = None, device: Any = None) -> Any:
+    """``full`` with the shape (and by default dtype) of ``x``; ``fill_value`` may be traced."""
+    return _make_like("full_like", x, (fill_value,), dtype, device)
 
 
 # --- asarray / from_dlpack ------------------------------------------------------------------

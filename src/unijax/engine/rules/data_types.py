@@ -15,7 +15,7 @@ from unijax.engine.core import Primitive, Tracer
 from unijax.engine.registry import def_api, def_batch, def_creation, def_jvp, def_vjp
 from unijax.engine.rules._helpers import ops, unbroadcast
 
-__all__ = ["astype_p"]
+__all__ = ["MachineLimits", "astype_p"]
 
 # --- astype -------------------------------------------------------------------------------
 
@@ -83,19 +83,44 @@ def can_cast(xp: Any, from_: Any, to: Any, /) -> bool:
     return bool(xp.can_cast(_dtype_of(from_), to))
 
 
+class MachineLimits:
+    """The standard's ``finfo``/``iinfo`` object: its fields are Python numbers.
+
+    NumPy's are NumPy scalars of the dtype; other attributes (``tiny``, ``resolution``)
+    are the backend's own.
+    """
+
+    def __init__(self, base: Any, **fields: Any) -> None:
+        self._base = base
+        self.__dict__.update(fields)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # (also while unpickling, before _base is set)
+            raise AttributeError(name)
+        return getattr(self._base, name)
+
+    def __repr__(self) -> str:
+        return repr(self._base)
+
+
 @def_creation("finfo")
 def finfo(xp: Any, type: Any, /) -> Any:
-    """Machine limits of a floating dtype (or of an array's dtype)."""
-    return xp.finfo(_dtype_of(type))
+    """Machine limits of a floating dtype (or of an array's dtype), as Python numbers."""
+    info = xp.finfo(_dtype_of(type))
+    return MachineLimits(info, bits=int(info.bits), eps=float(info.eps), max=float(info.max),
+                         min=float(info.min), smallest_normal=float(info.smallest_normal),
+                         dtype=info.dtype)
 
 
 @def_creation("iinfo")
 def iinfo(xp: Any, type: Any, /) -> Any:
-    """Machine limits of an integer dtype (or of an array's dtype)."""
-    return xp.iinfo(_dtype_of(type))
+    """Machine limits of an integer dtype (or of an array's dtype), as Python ints."""
+    info = xp.iinfo(_dtype_of(type))
+    return MachineLimits(info, bits=int(info.bits), max=int(info.max), min=int(info.min),
+                         dtype=info.dtype)
 
 
 @def_creation("isdtype")
-def isdtype(xp: Any, dtype: Any, kind: Any, /) -> bool:
+def isdtype(xp: Any, /, dtype: Any, kind: Any) -> bool:
     """Whether ``dtype`` is of ``kind`` (a name such as ``"real floating"``, or dtypes)."""
     return bool(xp.isdtype(_dtype_of(dtype), kind))

@@ -34,14 +34,16 @@ from collections.abc import Callable
 from typing import Any
 
 from unijax._dtypes import is_complex, is_inexact
-from unijax.engine.core import Primitive, bind
+from unijax.engine.core import Primitive, Tracer, bind
 from unijax.engine.registry import def_api, def_batch, def_jvp, def_vjp
 from unijax.engine.rules._helpers import (
+    PLAIN_TYPES,
     binary,
     elementwise_batch,
     fit,
     nondiff,
     ops,
+    plain_scalar,
     unary,
     unbroadcast,
 )
@@ -80,6 +82,10 @@ def _binary_primitive(name: str) -> Primitive:
 
     @def_api(name)
     def api(x1: Any, x2: Any, /) -> Any:
+        if type(x1) not in PLAIN_TYPES:
+            x1 = plain_scalar(x1)
+        if type(x2) not in PLAIN_TYPES:
+            x2 = plain_scalar(x2)
         return bind(prim, (x1, x2), {})
 
     api.__name__ = api.__qualname__ = name
@@ -110,9 +116,36 @@ def _linear_unary(name: str, transpose: Callable[[Any, Any], Any]) -> Primitive:
 add_p = binary("add", None, None, linear=(1, 1))
 subtract_p = binary("subtract", None, None, linear=(1, -1))
 multiply_p = binary("multiply", lambda x, y, out: y, lambda x, y, out: x, reads_out=False)
-divide_p = binary(
-    "divide", lambda x, y, out: 1 / y, lambda x, y, out: ops.negative(ops.divide(out, y))
-)
+divide_p = _binary_primitive("divide")
+
+
+@def_jvp(divide_p)
+def _divide_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
+    # Tangents are divided by y rather than multiplied by 1 / y: y may be a Python scalar,
+    # and Python raises ZeroDivisionError where arrays give IEEE infinities (as JAX does).
+    x, y = primals
+    x_dot, y_dot = tangents
+    out = divide_p.bind(x, y)
+    t = None if x_dot is None else ops.divide(x_dot, y)
+    if y_dot is not None:
+        term = ops.negative(ops.multiply(y_dot, ops.divide(out, y)))
+        t = term if t is None else ops.add(t, term)
+    return out, None if t is None else fit(t, out)
+
+
+@def_vjp(divide_p)
+def _divide_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: tuple[bool, ...]) -> Any:
+    x, y = primals
+    if isinstance(x, Tracer) or isinstance(y, Tracer) or isinstance(out, Tracer):
+        ct_x = ops.divide(ct, y) if needs[0] else None
+        ct_y = ops.negative(ops.multiply(ct, ops.divide(out, y))) if needs[1] else None
+    else:  # concrete: operators, for the reason given in _helpers.unary's rule
+        ct_x = ct / y if needs[0] else None
+        ct_y = -(ct * (out / y)) if needs[1] else None
+    return (None if ct_x is None else unbroadcast(ct_x, x),
+            None if ct_y is None else unbroadcast(ct_y, y))
+
+
 # x mod y = x - floor(x / y) * y away from the jumps, where floor(x / y) is constant.
 remainder_p = binary(
     "remainder", lambda x, y, out: 1, lambda x, y, out: ops.negative(ops.floor(ops.divide(x, y)))
@@ -321,7 +354,7 @@ def clip(x: Any, /, min: Any = None, max: Any = None) -> Any:
     Returns:
         ``minimum(maximum(x, min), max)`` with the dtype of ``x``.
     """
-    return clip_p.bind(x, min, max)
+    return clip_p.bind(x, plain_scalar(min), plain_scalar(max))
 
 
 def_batch(clip_p, elementwise_batch(clip_p))

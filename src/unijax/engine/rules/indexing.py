@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from unijax.engine.batching import bdim_to_front, move_bdim
-from unijax.engine.core import TRACER_METHODS, Primitive, base_value, namespace_for_value
+from unijax.engine.batching import BatchTracer, bdim_to_front, move_bdim
+from unijax.engine.core import TRACER_METHODS, Primitive, Tracer, base_value, namespace_for_value
 from unijax.engine.indexing import (
     FULL,
     Items,
@@ -31,10 +31,12 @@ from unijax.engine.indexing import (
     is_index_array,
     layout,
     parse_key,
+    split_zero_d_masks,
 )
 from unijax.engine.registry import def_api, def_batch, def_jvp, def_vjp
-from unijax.engine.rules._helpers import ndim_of, ops, shape_of, unbroadcast
+from unijax.engine.rules._helpers import ndim_of, ops, plain_scalar, shape_of, unbroadcast
 from unijax.engine.rules._index_eval import gather, scatter_add, scatter_set
+from unijax.engine.staging import StagingTracer
 from unijax.errors import message
 
 __all__ = [
@@ -65,6 +67,41 @@ def _full(n: int) -> tuple[Any, ...]:
 # --- x[key] and x[key] = value on arrays and tracers -------------------------------------
 
 
+def _staged_constant(mask: Any) -> Any:
+    """The value of a mask that is a constant of every transform wrapping it, else ``None``.
+
+    A constant of ``jit`` (closed over, or made from Python data inside the function, as
+    ``xp.asarray(True)``) is the same in every call of the compiled program, so the shape
+    it selects does not depend on the inputs even though the mask is traced.
+    """
+    value = mask
+    while isinstance(value, Tracer):
+        if isinstance(value, BatchTracer) and value.bdim is not None:
+            return None
+        if isinstance(value, StagingTracer):
+            constants = value._trace.constants  # type: ignore[attr-defined]
+            if value.var not in constants:
+                return None
+            value = constants[value.var]
+        else:
+            value = value._primal()
+    return value
+
+
+def _with_constant_masks(key: Any) -> Any:
+    """``key`` with each traced boolean mask that is a constant replaced by its value."""
+    items = key if isinstance(key, tuple) else (key,)
+    if not any(isinstance(k, Tracer) and dtype_kind(k.dtype) == "bool" for k in items):
+        return key
+    out = []
+    for k in items:
+        if isinstance(k, Tracer) and dtype_kind(k.dtype) == "bool":
+            constant = _staged_constant(k)
+            k = k if constant is None else constant
+        out.append(k)
+    return tuple(out) if isinstance(key, tuple) else out[0]
+
+
 def getitem(x: Any, key: Any) -> Any:
     """``x[key]`` for an array or tracer ``x``, through the ``getitem`` primitive.
 
@@ -88,6 +125,11 @@ def getitem(x: Any, key: Any) -> Any:
         >>> unijax.grad(f)(np.asarray([1.0, 2.0, 3.0]))
         array([4., 0., 6.])
     """
+    key = _with_constant_masks(key)
+    split = split_zero_d_masks(x, key)
+    if split is not None:
+        expand, key = split
+        x = getitem(x, expand)
     items, arrays = parse_key(x, key)
     if not arrays and items == tuple((FULL, 0, n, 1) for n in x.shape):
         return x
@@ -113,6 +155,13 @@ def setitem(x: Any, key: Any, value: Any) -> Any:
         IndexError: The key is not a valid index for ``x``.
         ValueError: ``value`` does not broadcast to the selection.
     """
+    value = plain_scalar(value)
+    key = _with_constant_masks(key)
+    split = split_zero_d_masks(x, key)
+    if split is not None:
+        # Update the array with the masks' axes inserted; it holds x's elements in order.
+        expand, rest = split
+        return ops.reshape(setitem(getitem(x, expand), rest, value), tuple(x.shape))
     fast = _mask_where(x, key, value)
     if fast is not None:
         return fast

@@ -19,6 +19,7 @@ from unijax.engine.rules._linalg_helpers import add as _add
 from unijax.engine.rules._linalg_helpers import conj as _conj
 from unijax.engine.rules._linalg_helpers import eye_like, matrix_batch, mul
 from unijax.engine.rules._linalg_helpers import pad_front as _pad_front
+from unijax.errors import message
 
 __all__ = [
     "cross",
@@ -117,6 +118,14 @@ def _matmul_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: tuple[bool, 
 def _matmul_batch(args: tuple[Any, ...], bdims: tuple[Any, ...]) -> Any:
     x, y = args
     bx, by = bdims
+    rx = ndim_of(x) - (bx is not None)  # the ranks of one example's operands
+    ry = ndim_of(y) - (by is not None)
+    if not rx or not ry:
+        # The layouts below would treat the batch axis as the missing one and compute a
+        # product that eager evaluation refuses.
+        raise ValueError(message("matmul needs operands with at least one dimension",
+                                 got=f"per-example operands of {rx} and {ry} dimensions",
+                                 fix="Use multiply for a scalar factor."))
     if by is None and ndim_of(y) <= 2 and bx != ndim_of(x) - 1:
         # Every axis of x but the contracted one indexes rows: one GEMM over all of them.
         xs = shape_of(x)
@@ -134,8 +143,6 @@ def _matmul_batch(args: tuple[Any, ...], bdims: tuple[Any, ...]) -> Any:
             lead = tuple(shape_of(x)[:-1])
             return ops.reshape(out, lead + ys[1:]), len(lead) + by - 1
     # General case: batch axis first, 1-D operands promoted, batch ranks aligned.
-    rx = ndim_of(x) - (bx is not None)
-    ry = ndim_of(y) - (by is not None)
     x, y = bdim_to_front(x, bx), bdim_to_front(y, by)
     if rx == 1:
         xs = shape_of(x)

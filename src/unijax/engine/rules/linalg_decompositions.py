@@ -20,10 +20,9 @@ from typing import Any
 from unijax._dtypes import is_complex
 from unijax.engine.core import Primitive
 from unijax.engine.registry import def_api, def_batch, def_jvp, def_vjp
-from unijax.engine.rules._helpers import ndim_of, ops, shape_of
+from unijax.engine.rules._helpers import ndim_of, ops, plain_scalar, shape_of
 from unijax.engine.rules._linalg_helpers import (
     add,
-    cached_constant,
     composite_rules,
     conj,
     eye_like,
@@ -35,7 +34,7 @@ from unijax.engine.rules._linalg_helpers import (
     transpose_of_jvp,
 )
 from unijax.engine.rules.linalg import diagonal, matrix_transpose
-from unijax.engine.rules.linalg_solve import solve_p
+from unijax.engine.rules.linalg_solve import triangular_solve_p
 from unijax.errors import UnsupportedTransformError, message
 
 __all__ = [
@@ -275,11 +274,13 @@ def qr(x: Any, /, *, mode: str = "reduced") -> QRResult:
 
 def _qr_tangent(q: Any, r: Any, x_dot: Any) -> tuple[Any, Any]:
     n = shape_of(r)[-1]
-    # x' r^-1 as a solve with r^T (r is triangular; the standard has no triangular solve).
-    x_rinv = mT(solve_p.bind(mT(r), mT(x_dot)))
+    # x' r^-1 as a solve with r^T. A rank-deficient x has zeros on r's diagonal: the
+    # triangular solve then gives infinities and NaNs where a general solve would raise,
+    # as JAX's does.
+    x_rinv = mT(triangular_solve_p.bind(mT(r), mT(x_dot), lower=True))
     qt = mm(hermitian(q), x_rinv)
-    lower = mul(qt, cached_constant(qt, ("strict-lower", n),
-                                    lambda xp: xp.tril(xp.ones((n, n)), k=-1)))
+    # tril rather than a 0/1 mask: a mask would turn infinities above the diagonal to NaN.
+    lower = ops.tril(qt, k=-1)
     omega = sub(lower, hermitian(lower))
     if is_complex(qt.dtype):
         omega = ops.add(omega, mul(eye_like(qt, n), sub(qt, _as(ops.real(qt), qt))))
@@ -326,6 +327,7 @@ def _abs2(x: Any) -> Any:
 def _canonical_ord(ord: Any) -> Any:
     if isinstance(ord, str):
         return ord
+    ord = plain_scalar(ord)
     if isinstance(ord, float) and ord.is_integer():
         return int(ord)
     return ord

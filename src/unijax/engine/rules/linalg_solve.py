@@ -18,8 +18,15 @@ from typing import Any
 
 from unijax._dtypes import is_complex
 from unijax.engine.batching import bdim_to_front
-from unijax.engine.core import Primitive
-from unijax.engine.registry import def_api, def_batch, def_jvp, def_nondifferentiable, def_vjp
+from unijax.engine.core import Primitive, Tracer, base_value, device_of, namespace_for_value
+from unijax.engine.registry import (
+    API_FUNCTIONS,
+    def_api,
+    def_batch,
+    def_jvp,
+    def_nondifferentiable,
+    def_vjp,
+)
 from unijax.engine.rules._helpers import ndim_of, ops, shape_of, unbroadcast
 from unijax.engine.rules._linalg_helpers import (
     add,
@@ -34,7 +41,9 @@ from unijax.engine.rules._linalg_helpers import (
     pad_front,
     sub,
 )
+from unijax.engine.rules.control import stop_gradient_p
 from unijax.engine.rules.linalg import matmul, matrix_transpose, trace
+from unijax.engine.staging import StagingTracer
 
 __all__ = [
     "SlogdetResult",
@@ -199,6 +208,90 @@ def _solve_batch(args: tuple[Any, ...], bdims: tuple[Any, ...]) -> Any:
     return solve_p.bind(pad_front(a, rank), pad_front(b, rank)), 0
 
 
+# --- triangular solves (for derivative rules) ---------------------------------------------
+
+#: ``a @ out = b`` for triangular ``a`` (``lower`` or upper), reading only that triangle.
+#: Not a function of the standard: derivative rules (QR's) solve with factors that may be
+#: singular, where a general solve raises (NumPy's LinAlgError) and JAX's triangular solve
+#: gives IEEE infinities and NaNs. This one gives those too.
+triangular_solve_p = Primitive("triangular_solve", namespace="linalg")
+
+
+def _triangular_solve_impl(xp: Any, a: Any, b: Any, *, lower: bool) -> Any:
+    n = a.shape[-1]
+    on_diagonal = xp.eye(n, dtype=xp.bool, device=device_of(a))
+    if not bool(xp.any(xp.logical_and(on_diagonal, a == 0))):
+        return _solve_impl(xp, a, b)  # regular: LU (or SciPy's substitution) is fine
+    return _substitute(xp, a, b, lower)
+
+
+def _substitute(xp: Any, a: Any, b: Any, lower: bool) -> Any:
+    """Forward (``lower``) or back substitution, one row at a time.
+
+    A zero on the diagonal divides by zero instead of raising, so the rows from there on
+    are infinite or NaN, as a BLAS triangular solve leaves them.
+    """
+    n = a.shape[-1]
+    solved = None  # the rows found so far, in their order in the result
+    for i in range(n) if lower else range(n - 1, -1, -1):
+        rhs = b[..., i : i + 1, :]
+        if solved is not None:
+            coef = a[..., i : i + 1, :i] if lower else a[..., i : i + 1, i + 1 :]
+            rhs = rhs - xp.matmul(coef, solved)
+        row = rhs / a[..., i : i + 1, i : i + 1]
+        if solved is None:
+            solved = row
+        else:
+            solved = xp.concat([solved, row] if lower else [row, solved], axis=-2)
+    return b if solved is None else solved
+
+
+triangular_solve_p.def_impl(_triangular_solve_impl)
+
+
+def _triangle(x: Any, lower: bool) -> Any:
+    return ops.tril(x) if lower else ops.triu(x)
+
+
+@def_jvp(triangular_solve_p)
+def _triangular_solve_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...], *,
+                          lower: bool) -> Any:
+    a, b = primals
+    a_dot, b_dot = tangents
+    out = triangular_solve_p.bind(a, b, lower=lower)
+    # out' = a^-1 (b' - a' out), with a' read in a's triangle only.
+    rhs = b_dot
+    if a_dot is not None:
+        rhs = add(rhs, ops.negative(matmul(_triangle(a_dot, lower), out)))
+    if rhs is None:
+        return out, None
+    return out, triangular_solve_p.bind(a, rhs, lower=lower)
+
+
+@def_vjp(triangular_solve_p)
+def _triangular_solve_vjp(ct: Any, primals: tuple[Any, ...], out: Any,
+                          needs: tuple[bool, ...], *, lower: bool) -> Any:
+    a, b = primals
+    ct_b = triangular_solve_p.bind(mT(a), ct, lower=not lower)
+    ct_a = None
+    if needs[0]:
+        ct_a = unbroadcast(_triangle(ops.negative(matmul(ct_b, mT(out))), lower), a)
+    return ct_a, unbroadcast(ct_b, b) if needs[1] else None
+
+
+@def_batch(triangular_solve_p)
+def _triangular_solve_batch(args: tuple[Any, ...], bdims: tuple[Any, ...], *,
+                            lower: bool) -> Any:
+    (a, b), (ba, bb) = args, bdims
+    # Batch first, and the batched operands padded so that batch axes broadcast.
+    rank = max(ndim_of(a) - (ba is not None), ndim_of(b) - (bb is not None)) + 1
+    if ba is not None:
+        a = pad_front(bdim_to_front(a, ba), rank)
+    if bb is not None:
+        b = pad_front(bdim_to_front(b, bb), rank)
+    return triangular_solve_p.bind(a, b, lower=lower), 0
+
+
 # --- inv ----------------------------------------------------------------------------------
 
 inv_p = Primitive("inv", namespace="linalg")
@@ -226,6 +319,13 @@ def_batch(inv_p, matrix_batch(inv_p))
 
 
 # --- det and slogdet ----------------------------------------------------------------------
+#
+# d det(x) = tr(adj(x) dx). Where x is invertible, adj(x) = det(x) inv(x) and the derivative
+# of log|det(x)| is inv(x)^T; at a singular matrix the inverse does not exist (NumPy raises)
+# but the adjugate does, and JAX's derivative of det is exactly it. The cofactor matrix
+# adj(x)^T is therefore written out for matrices up to 3 x 3 (polynomials, exact to every
+# order, as JAX's own formulas for those sizes), and for larger ones taken from the SVD
+# for the singular matrices and from the inverse for the others.
 
 det_p = Primitive("det", namespace="linalg")
 
@@ -236,17 +336,121 @@ def det(x: Any, /) -> Any:
     return det_p.bind(x)
 
 
+def _known(x: Any) -> Any:
+    """The concrete value underneath ``x``, or ``None`` while ``jit`` is staging it."""
+    while isinstance(x, Tracer):
+        if isinstance(x, StagingTracer):
+            return None
+        x = x._primal()
+    return x
+
+
+def _svd_cofactor(x: Any) -> Any:
+    """The cofactor matrix ``adj(x)^T`` of each matrix in ``x``, finite when ``x`` is singular.
+
+    With ``x = U diag(s) Vh``, ``adj(x) = det(U) det(Vh) Vh^H diag(p) U^H`` where ``p[i]``
+    is the product of the singular values other than ``s[i]``: no division, so rank
+    ``n - 1`` matrices get their rank-one adjugate and lower ranks get zero.
+    """
+    # linalg_decompositions imports this module (its QR rules solve with
+    # triangular_solve_p), so svd is found through the traced namespace's table.
+    u, s, vh = API_FUNCTIONS["linalg.svd"](x)
+    n = shape_of(s)[-1]
+    # Singular values at rounding level count as zeros, so a matrix of rank n - 2 or less
+    # gets exactly the zero adjugate (products of rounding errors would not be zero).
+    # Their value is removed as a constant: the derivatives of s stay those of the SVD.
+    eps = float(namespace_for_value(base_value(s)).finfo(s.dtype).eps)
+    small = ops.less_equal(s, mul(ops.max(s, axis=-1, keepdims=True), n * eps))
+    s = sub(s, stop_gradient_p.bind(ops.where(small, s, 0.0)))
+    on_diagonal = ops.equal(eye_like(s, n), 1)
+    others = ops.prod(ops.where(on_diagonal, 1.0, ops.expand_dims(s, axis=-2)), axis=-1)
+    if others.dtype != u.dtype:
+        others = ops.astype(others, u.dtype)
+    phase = mul(det_p.bind(u), det_p.bind(vh))
+    return mul(_expand2(phase), mm(conj(mul(u, ops.expand_dims(others, axis=-2))), conj(vh)))
+
+
+def _cross(a: Any, b: Any) -> Any:
+    """The cross product of vectors on the last axis (length 3), without conjugation."""
+    a0, a1, a2 = a[..., 0], a[..., 1], a[..., 2]
+    b0, b1, b2 = b[..., 0], b[..., 1], b[..., 2]
+    return ops.stack([sub(mul(a1, b2), mul(a2, b1)), sub(mul(a2, b0), mul(a0, b2)),
+                      sub(mul(a0, b1), mul(a1, b0))], axis=-1)
+
+
+def _small_cofactor(x: Any) -> Any:
+    """The cofactor matrix of each ``n x n`` matrix in ``x`` for ``n <= 3``, by its formula."""
+    n = shape_of(x)[-1]
+    if n == 1:
+        return ops.ones_like(x)
+    if n == 2:
+        row0 = ops.stack([x[..., 1, 1], ops.negative(x[..., 1, 0])], axis=-1)
+        row1 = ops.stack([ops.negative(x[..., 0, 1]), x[..., 0, 0]], axis=-1)
+        return ops.stack([row0, row1], axis=-2)
+    rows = [x[..., i, :] for i in range(3)]
+    return ops.stack([_cross(rows[1], rows[2]), _cross(rows[2], rows[0]),
+                      _cross(rows[0], rows[1])], axis=-2)
+
+
+def _singular_cofactor(x: Any) -> Any:
+    """The cofactor matrix of each matrix in ``x``, by a formula valid where it is singular."""
+    return _small_cofactor(x) if shape_of(x)[-1] <= 3 else _svd_cofactor(x)
+
+
+def _distinct_diagonal(like: Any, n: int) -> Any:
+    """``diag(1, ..., n)``: invertible, with distinct singular values (a safe SVD input)."""
+    return cached_constant(like, ("distinct-diagonal", n),
+                           lambda xp: xp.eye(n) * xp.arange(1.0, n + 1.0))
+
+
+def _by_singularity(x: Any, singular: Any, regular: Any, special: Any) -> Any:
+    """``regular(x)`` for the invertible matrices of ``x``, ``special(x)`` for the singular.
+
+    ``singular`` holds one boolean per matrix. When its values are known (eagerly, under
+    ``grad`` and ``vmap``) and all alike, only one of the two is computed. Otherwise (and
+    always under ``jit``) both are, ``regular`` with the identity in place of each
+    singular matrix and ``special`` with an invertible matrix in place of each regular
+    one, so that neither raises nor makes NaNs that a derivative would carry through
+    the selection.
+    """
+    known = _known(singular)
+    if known is not None:
+        if not bool(ops.any(known)):
+            return regular(x)
+        if bool(ops.all(known)):
+            return special(x)
+    n = shape_of(x)[-1]
+    mask = _expand2(singular)
+    chosen_regular = regular(ops.where(mask, eye_like(x, n), x))
+    chosen_special = special(ops.where(mask, x, _distinct_diagonal(x, n)))
+    extra = ndim_of(chosen_regular) - ndim_of(singular)
+    select = ops.reshape(singular, shape_of(singular) + (1,) * extra) if extra else singular
+    return ops.where(select, chosen_special, chosen_regular)
+
+
 @def_jvp(det_p)
 def _det_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
     x, x_dot = primals[0], tangents[0]
     out = det_p.bind(x)
-    return out, mul(out, trace(solve_p.bind(x, x_dot)))
+    if shape_of(x)[-1] <= 3:
+        return out, ops.sum(mul(_small_cofactor(x), x_dot), axis=(-2, -1))
+    t = _by_singularity(
+        x, ops.equal(out, 0),
+        lambda m: mul(out, trace(solve_p.bind(m, x_dot))),
+        lambda m: ops.sum(mul(_svd_cofactor(m), x_dot), axis=(-2, -1)))
+    return out, t
 
 
 @def_vjp(det_p)
 def _det_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: Any) -> Any:
     x = primals[0]
-    return (unbroadcast(mul(_expand2(mul(ct, out)), mT(inv_p.bind(x))), x),)
+    if shape_of(x)[-1] <= 3:
+        cofactor = _small_cofactor(x)
+    else:
+        cofactor = _by_singularity(x, ops.equal(out, 0),
+                                   lambda m: mul(_expand2(out), mT(inv_p.bind(m))),
+                                   _svd_cofactor)
+    return (unbroadcast(mul(_expand2(ct), cofactor), x),)
 
 
 def_batch(det_p, matrix_batch(det_p))
@@ -258,6 +462,9 @@ slogdet_p = Primitive("slogdet", namespace="linalg", multiple_results=True)
 def slogdet(x: Any, /) -> SlogdetResult:
     """Sign and natural log of the absolute determinant of each matrix in ``x``.
 
+    At a singular matrix (sign 0) the derivative of ``logabsdet`` is ``adj(x)^T / 0``:
+    infinite where the cofactor is not zero and NaN where it is, as JAX's formula gives.
+
     Returns:
         A namedtuple ``(sign, logabsdet)``.
     """
@@ -268,7 +475,10 @@ def slogdet(x: Any, /) -> SlogdetResult:
 def _slogdet_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> Any:
     x, x_dot = primals[0], tangents[0]
     sign, logabsdet = slogdet_p.bind(x)
-    tr = trace(solve_p.bind(x, x_dot))
+    tr = _by_singularity(
+        x, ops.equal(sign, 0),
+        lambda m: trace(solve_p.bind(m, x_dot)),
+        lambda m: ops.divide(ops.sum(mul(_singular_cofactor(m), x_dot), axis=(-2, -1)), 0.0))
     if not is_complex(x.dtype):
         return (sign, logabsdet), (None, tr)
     re = ops.real(tr)
@@ -289,7 +499,10 @@ def _slogdet_vjp(cts: tuple[Any, ...], primals: tuple[Any, ...], out: Any,
             ct_tr = add(ct_tr, sub(c, ops.real(c)))  # the transpose of t -> i * imag(t)
     if ct_tr is None:
         return (None,)
-    return (unbroadcast(mul(_expand2(ct_tr), mT(inv_p.bind(x))), x),)
+    inverse_t = _by_singularity(x, ops.equal(out[0], 0),
+                                lambda m: mT(inv_p.bind(m)),
+                                lambda m: ops.divide(_singular_cofactor(m), 0.0))
+    return (unbroadcast(mul(_expand2(ct_tr), inverse_t), x),)
 
 
 def_batch(slogdet_p, matrix_batch(slogdet_p))

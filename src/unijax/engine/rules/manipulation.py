@@ -48,6 +48,7 @@ def normalize_axis(axis: int, ndim: int, api: str) -> int:
     """
     if not isinstance(axis, int) or isinstance(axis, bool):
         raise TypeError(message(f"{api}: axis must be an integer", got=repr(axis)))
+    axis = int(axis)  # an IntEnum member is the int it stands for
     if not -ndim <= axis < ndim:
         raise AxisError(
             message(f"{api}: axis {axis} is out of range",
@@ -245,8 +246,13 @@ linear(expand_dims_p)
 
 
 @def_api("expand_dims")
-def expand_dims(x: Any, /, *, axis: int | tuple[int, ...] = 0) -> Any:
-    """``x`` with new axes of size one at ``axis`` (an int, or a tuple as in 2025.12)."""
+def expand_dims(x: Any, /, axis: int | tuple[int, ...] = 0) -> Any:
+    """``x`` with new axes of size one at ``axis`` (an int, or a tuple as in 2025.12).
+
+    ``axis`` may be passed by position or by name, as the standard says since its
+    revision that allowed tuples; its default of ``0`` is kept for code written against
+    the earlier text, where it was keyword-only and optional.
+    """
     shape = shape_of(x)
     if isinstance(axis, int):
         return expand_dims_p.bind(x, axis=normalize_axis(axis, len(shape) + 1, "expand_dims"))
