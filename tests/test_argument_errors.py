@@ -101,3 +101,25 @@ def test_number_subclasses_are_numbers_under_every_transform(backend, scalar):
     assert float(np.asarray(unijax.to_backend(jitted, "numpy"))) == pytest.approx(value)
     mapped = unijax.vmap(lambda v: v * scalar, backend=backend)(x)
     np.testing.assert_allclose(np.asarray(unijax.to_backend(mapped, "numpy")), [3.0, 6.0])
+
+
+@pytest.mark.parametrize("backend", EVERY)
+def test_vjp_and_jvp_misuse_raises_the_same_errors_on_every_backend(backend):
+    x = unijax.asarray(np.ones(2), backend=backend)
+    wrong = unijax.asarray(np.ones(3), backend=backend)
+    with pytest.raises(TransformArgumentError, match="expects a callable"):
+        unijax.vjp(3, x, backend=backend)
+    with pytest.raises(TransformArgumentError, match="expects a callable"):
+        unijax.jvp(3, (x,), (x,), backend=backend)
+    _, pullback = unijax.vjp(lambda v: v * 2.0, x, backend=backend)
+    with pytest.raises(TransformArgumentError, match="one cotangent"):
+        pullback(x, x)
+    with pytest.raises(ShapeError, match="wrong shape"):
+        pullback(wrong)
+    _, pair_pullback = unijax.vjp(lambda v: (v, v), x, backend=backend)
+    with pytest.raises(TransformArgumentError, match="shaped like the output"):
+        pair_pullback(x)
+    with pytest.raises(ShapeError, match="tangent must match"):
+        unijax.jvp(lambda v: v, (x,), (wrong,), backend=backend)
+    (ct,) = pullback(x)  # and the right call still works
+    np.testing.assert_allclose(np.asarray(unijax.to_backend(ct, "numpy")), [2.0, 2.0])

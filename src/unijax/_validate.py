@@ -17,15 +17,21 @@ from unijax.errors import (
     HasAuxError,
     NonDifferentiableError,
     NonScalarOutputError,
+    ShapeError,
+    TransformArgumentError,
     UnhashableStaticArgumentError,
     message,
 )
+from unijax.tree_util import tree_flatten
 
 __all__ = [
     "check_argnums_in_range",
+    "check_callable",
+    "check_cotangents",
     "check_differentiable_leaves",
     "check_hashable_statics",
     "check_scalar_output",
+    "check_tangents",
     "differentiable_dtype",
     "fun_name",
     "max_positional",
@@ -192,6 +198,73 @@ def split_aux(out: Any, api: str) -> tuple[Any, Any]:
                     fix="Return (output, aux), or drop has_aux=True.")
         )
     return out[0], out[1]
+
+
+def check_callable(fun: Any, kind: str) -> None:
+    """A transform's function must be callable."""
+    if not callable(fun):
+        raise TransformArgumentError(
+            message(f"{kind}() expects a callable", got=f"{type(fun).__name__}",
+                    fix=f"Pass the function itself: unijax.{kind}(f).")
+        )
+
+
+def check_cotangents(cts: tuple[Any, ...], out: Any, api: str) -> Any:
+    """The one cotangent passed to ``vjp``'s function, checked against the output ``out``.
+
+    Raises:
+        TransformArgumentError: Not exactly one cotangent, or not the output's structure.
+        ShapeError: A leaf whose shape is not its output leaf's.
+    """
+    if len(cts) != 1:
+        raise TransformArgumentError(
+            message(f"The function returned by {api} takes one cotangent, shaped like the "
+                    "output", got=f"{len(cts)} arguments",
+                    fix="Pass a single pytree: pullback(ct), or pullback((ct1, ct2)) for a "
+                    "tuple output.")
+        )
+    out_leaves, out_def = tree_flatten(out)
+    ct_leaves, ct_def = tree_flatten(cts[0])
+    if ct_def != out_def:
+        raise TransformArgumentError(
+            message(f"The function returned by {api} needs a cotangent shaped like the "
+                    "output", expected=str(out_def), got=str(ct_def),
+                    fix="Pass a pytree with the output's structure.")
+        )
+    for c, o in zip(ct_leaves, out_leaves, strict=True):
+        if tuple(getattr(c, "shape", ())) != tuple(getattr(o, "shape", ())):
+            raise ShapeError(
+                message(f"The function returned by {api} got a cotangent of the wrong "
+                        "shape", expected=str(tuple(getattr(o, "shape", ()))),
+                        got=str(tuple(getattr(c, "shape", ()))),
+                        fix="Give each cotangent leaf the shape of the output leaf.")
+            )
+    return cts[0]
+
+
+def check_tangents(primals: Sequence[Any], tangents: Sequence[Any], api: str) -> None:
+    """``jvp``'s tangents have the primals' structure, and each leaf its primal's shape.
+
+    Raises:
+        TransformArgumentError: The structures differ.
+        ShapeError: A tangent leaf whose shape is not its primal's.
+    """
+    p_leaves, p_def = tree_flatten(tuple(primals))
+    t_leaves, t_def = tree_flatten(tuple(tangents))
+    if p_def != t_def:
+        raise TransformArgumentError(
+            message(f"{api}: primals and tangents must have the same pytree structure",
+                    expected=str(p_def), got=str(t_def),
+                    fix="Give one tangent per primal leaf.")
+        )
+    for p, t in zip(p_leaves, t_leaves, strict=True):
+        if tuple(getattr(p, "shape", ())) != tuple(getattr(t, "shape", ())):
+            raise ShapeError(
+                message(f"{api}: each tangent must match its primal's shape and dtype",
+                        expected=str(tuple(getattr(p, "shape", ()))),
+                        got=str(tuple(getattr(t, "shape", ()))),
+                        fix="Build tangents with xp.ones_like(primal) or similar.")
+            )
 
 
 def check_scalar_output(out: Any, api: str, name: str) -> None:

@@ -25,9 +25,12 @@ from unijax._fast_paths import (
 )
 from unijax._validate import (
     check_argnums_in_range,
+    check_callable,
+    check_cotangents,
     check_differentiable_leaves,
     check_hashable_statics,
     check_scalar_output,
+    check_tangents,
     fun_name,
     max_positional,
     normalize_argnums,
@@ -321,6 +324,7 @@ def jvp(fun: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
         >>> unijax.jvp(lambda x: x ** 2, (np.asarray([3.0]),), (np.asarray([1.0]),))
         (array([9.]), array([6.]))
     """
+    check_callable(fun, "jvp")
     api = f"jvp({fun_name(fun)})"
     if not isinstance(primals, tuple | list) or not isinstance(tangents, tuple | list):
         raise TransformArgumentError(
@@ -333,6 +337,7 @@ def jvp(fun: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
             message(f"{api}: primals and tangents must have the same length",
                     got=f"{len(primals)} and {len(tangents)}", fix="Give one tangent per primal.")
         )
+    check_tangents(primals, tangents, api)
     b, use_engine, (primals, tangents) = prepare_call((tuple(primals), tuple(tangents)),
                                                        backend, api)
     native = None if use_engine else b.native_transforms.jvp
@@ -356,11 +361,19 @@ def vjp(fun: Callable[..., Any], *primals: Any, has_aux: bool = False,
         >>> pullback(np.asarray([1.0, 10.0]))
         (array([ 3., 30.]),)
     """
+    check_callable(fun, "vjp")
     api = f"vjp({fun_name(fun)})"
     b, use_engine, primals = prepare_call(primals, backend, api)
     native = None if use_engine else b.native_transforms.vjp
     if native is not None:
-        return call_native(b, native, (fun, *primals), {"has_aux": has_aux})
+        result = call_native(b, native, (fun, *primals), {"has_aux": has_aux})
+        out, pullback = result[0], result[1]
+
+        def checked_pullback(*cts: Any) -> Any:
+            # The engine's checks first, so a wrong cotangent raises the same error here.
+            return call_native(b, pullback, (check_cotangents(cts, out, api),), {})
+
+        return (out, checked_pullback, *result[2:])
     return _engine.engine_vjp(fun, primals, has_aux, b.namespace, api)
 
 

@@ -483,7 +483,7 @@ class Tracer:
 
     def __dlpack__(self, *, stream: Any = None, max_version: Any = None,
                    dl_device: Any = None, copy: bool | None = None) -> Any:
-        raise ConcretizationError(message(
+        raise _ExportError(message(
             "__dlpack__() (from_dlpack, np.asarray or similar) was called on a traced array "
             "inside a unijax transform: exporting its memory would leave the transform "
             "behind",
@@ -571,6 +571,11 @@ class Tracer:
 
     # Python's arithmetic operators; bodies are generated below from this table.
     __hash__ = None  # type: ignore[assignment]
+
+
+class _ExportError(ConcretizationError, BufferError):
+    """A tracer cannot export its memory: BufferError, as the standard's ``__dlpack__``
+    raises, so that callers which fall back to another conversion do so."""
 
 
 def _all_slots(cls: type) -> list[str]:

@@ -12,12 +12,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from unijax import tree_util
-from unijax._validate import check_scalar_output, split_aux
+from unijax._validate import check_cotangents, check_scalar_output, check_tangents, split_aux
 from unijax.engine.ad import jvp_flat, vjp_flat
 from unijax.engine.batching import move_bdim, vmap_flat
 from unijax.engine.core import Tracer, base_value, namespace_for_value
 from unijax.engine.namespace import array_functions
-from unijax.errors import BatchingError, InAxesError, message
+from unijax.errors import BatchingError, InAxesError, ShapeError, message
 
 __all__ = [
     "engine_jacfwd",
@@ -130,22 +130,9 @@ def engine_vjp(fun: Fun, primals: tuple[Any, ...], has_aux: bool, xp: Any, api: 
     n_out = trees["n_out"]
     out = tree_util.tree_unflatten(trees["out"], outs[:n_out])
 
-    def vjp_fn(ct: Any) -> tuple[Any, ...]:
-        ct_leaves, ct_def = tree_util.tree_flatten(ct)
-        if ct_def != trees["out"]:
-            raise TypeError(
-                message(f"The function returned by {api} needs a cotangent shaped like the "
-                        "output", expected=str(trees["out"]), got=str(ct_def),
-                        fix="Pass a pytree with the output's structure.")
-            )
-        for c, o in zip(ct_leaves, outs[:n_out], strict=True):
-            if tuple(getattr(c, "shape", ())) != tuple(getattr(o, "shape", ())):
-                raise ValueError(
-                    message(f"The function returned by {api} got a cotangent of the wrong "
-                            "shape", expected=str(tuple(o.shape)),
-                            got=str(tuple(getattr(c, "shape", ()))),
-                            fix="Give each cotangent leaf the shape of the output leaf.")
-                )
+    def vjp_fn(*ct_args: Any) -> tuple[Any, ...]:
+        ct = check_cotangents(ct_args, out, api)
+        ct_leaves = tree_util.tree_leaves(ct)
         cts = backward([*ct_leaves, *([None] * (len(outs) - n_out))])
         return tuple(tree_util.tree_unflatten(treedef, cts))
 
@@ -157,19 +144,14 @@ def engine_vjp(fun: Fun, primals: tuple[Any, ...], has_aux: bool, xp: Any, api: 
 def engine_jvp(fun: Fun, primals: Sequence[Any], tangents: Sequence[Any], has_aux: bool,
                xp: Any, api: str) -> Any:
     """``jvp`` on the engine: returns ``(out, out_tangent)`` (plus ``aux``)."""
+    check_tangents(primals, tangents, api)
     p_leaves, p_def = tree_util.tree_flatten(tuple(primals))
-    t_leaves, t_def = tree_util.tree_flatten(tuple(tangents))
-    if p_def != t_def:
-        raise TypeError(
-            message(f"{api}: primals and tangents must have the same pytree structure",
-                    expected=str(p_def), got=str(t_def),
-                    fix="Give one tangent per primal leaf.")
-        )
+    t_leaves = tree_util.tree_leaves(tuple(tangents))
     p_leaves = [as_array(x, xp) for x in p_leaves]
     t_leaves = [as_array(t, xp) for t in t_leaves]
     for p, t in zip(p_leaves, t_leaves, strict=True):
-        if tuple(p.shape) != tuple(t.shape) or p.dtype != t.dtype:
-            raise ValueError(
+        if p.dtype != t.dtype:
+            raise ShapeError(
                 message(f"{api}: each tangent must match its primal's shape and dtype",
                         expected=f"{tuple(p.shape)} {p.dtype}",
                         got=f"{tuple(t.shape)} {t.dtype}",
