@@ -5,28 +5,14 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-import unijax
 from unijax.cli import main
 from unijax.dispatch import options as _config
 from unijax.dispatch import plugins as _plugins
 
-ENV_VARS = [opt.env for opt in unijax.config.options()] + [_config.CONFIG_ENV]
-
-
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    for var in ENV_VARS:
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.chdir(tmp_path)
-    _config._reset()
-    _plugins._reset()
-    yield
-    _config._reset()
-    _plugins._reset()
+pytestmark = pytest.mark.usefixtures("clean_plugins")
 
 
 def run_info(capsys, *args: str) -> str:

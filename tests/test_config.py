@@ -17,18 +17,7 @@ from unijax.dispatch import options as _config
 from unijax.dispatch import plugins as _plugins
 from unijax.errors import ConfigError, UnknownBackendError
 
-ENV_VARS = [opt.env for opt in unijax.config.options()] + [_config.CONFIG_ENV]
-
-
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """No env var, no config file, no runtime setting leaks into or out of a test."""
-    for var in ENV_VARS:
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.chdir(tmp_path)
-    _config._reset()
-    yield
-    _config._reset()
+pytestmark = pytest.mark.usefixtures("clean_config")
 
 
 def _runtime_state() -> dict[str, object]:

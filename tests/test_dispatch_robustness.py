@@ -7,7 +7,6 @@ import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
 
 import array_api_compat
 import numpy as np
@@ -15,23 +14,10 @@ import pytest
 
 import unijax
 from unijax.dispatch import backend as _backend
-from unijax.dispatch import options as _config
 from unijax.dispatch import plugins as _plugins
 from unijax.dispatch import selection as _select
 
-ENV_VARS = [opt.env for opt in unijax.config.options()] + [_config.CONFIG_ENV]
-
-
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    for var in ENV_VARS:
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.chdir(tmp_path)
-    _config._reset()
-    _plugins._reset()
-    yield
-    _config._reset()
-    _plugins._reset()
+pytestmark = pytest.mark.usefixtures("clean_plugins")
 
 
 def loss(x):

@@ -27,20 +27,10 @@ from unijax.errors import (
 )
 from unijax.extend import Backend, Capabilities, NativeTransforms, hookimpl, register_plugin
 
-ENV_VARS = [opt.env for opt in unijax.config.options()] + [_config.CONFIG_ENV]
 HEADER = "from unijax.extend import Backend, hookimpl\n"
 
 
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    for var in ENV_VARS:
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.chdir(tmp_path)
-    _config._reset()
-    _plugins._reset()
-    yield
-    _config._reset()
-    _plugins._reset()
+pytestmark = pytest.mark.usefixtures("clean_plugins")
 
 
 @pytest.fixture

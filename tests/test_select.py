@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import re
 import types
-from pathlib import Path
 
 import array_api_strict
 import numpy as np
@@ -26,18 +25,10 @@ from unijax.errors import (
 )
 from unijax.extend import Backend, hookimpl, register_plugin
 
-ENV_VARS = [opt.env for opt in unijax.config.options()] + [_config.CONFIG_ENV]
 xps = make_strategies_namespace(array_api_strict)
 
 
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    for var in ENV_VARS:
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.chdir(tmp_path)
-    _config._reset()
-    yield
-    _config._reset()
+pytestmark = pytest.mark.usefixtures("clean_config")
 
 
 def rule(*args, backend=None):

@@ -53,11 +53,20 @@ __all__ = [
 SCALAR_TYPES: frozenset[type] = frozenset({bool, int, float, complex})
 
 
-def builtin_scalar(value: Any) -> Any:
-    """``value`` as a builtin scalar if it is an instance of a subclass of one.
+#: Types :func:`builtin_scalar` returns unchanged: the builtin scalars and ``None``, then
+#: each array and tracer type as it is first met, so the common case is one set lookup
+#: (which the traced functions write inline on their hot path).
+PLAIN_TYPES: set[type] = {bool, int, float, complex, type(None)}
 
-    ``IntEnum`` members and ``float`` subclasses are numbers Python code passes freely;
-    the engine keys weak typing and caches on the exact builtin types.
+
+def builtin_scalar(value: Any) -> Any:
+    """``value``, or the builtin number it stands for if it is an instance of a subclass.
+
+    An ``IntEnum`` member or an instance of ``class MyFloat(float)`` is the number it
+    holds, but the engine and some backends (array-api-strict) recognise Python scalars
+    by their exact type; transforms and traced functions convert such values where they
+    enter. NumPy's ``float64`` subclasses ``float`` but is an array scalar with a dtype:
+    values with a ``shape`` are kept.
 
     Example:
         >>> import enum
@@ -66,17 +75,20 @@ def builtin_scalar(value: Any) -> Any:
         >>> type(builtin_scalar(Level.HIGH)).__name__
         'int'
     """
-    if type(value) in SCALAR_TYPES or hasattr(value, "shape"):
+    tp = type(value)
+    if tp in PLAIN_TYPES:
         return value
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, int):
+    if hasattr(value, "shape"):
+        PLAIN_TYPES.add(tp)
+        return value
+    if isinstance(value, int):  # bool cannot be subclassed: its instances are exact
         return int(value)
     if isinstance(value, float):
         return float(value)
     if isinstance(value, complex):
         return complex(value)
     return value
+
 
 #: Every primitive by qualified name (``"sin"``, ``"linalg.solve"``), for introspection.
 PRIMITIVES: dict[str, Primitive] = {}

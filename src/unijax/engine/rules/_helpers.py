@@ -18,7 +18,7 @@ from typing import Any
 
 from unijax._dtypes import is_complex
 from unijax.engine.batching import bdim_to_front
-from unijax.engine.core import Primitive, Tracer, bind
+from unijax.engine.core import PLAIN_TYPES, Primitive, Tracer, bind, builtin_scalar
 from unijax.engine.namespace import array_functions as ops
 from unijax.engine.registry import (
     def_api,
@@ -30,7 +30,6 @@ from unijax.engine.registry import (
 )
 
 __all__ = [
-    "PLAIN_TYPES",
     "binary",
     "elementwise_batch",
     "fit",
@@ -38,50 +37,12 @@ __all__ = [
     "ndim_of",
     "nondiff",
     "ops",
-    "plain_scalar",
     "shape_of",
     "unary",
     "unbroadcast",
 ]
 
 Deriv = Callable[..., Any]
-
-
-#: Types :func:`plain_scalar` returns unchanged: the builtin scalars and ``None``, then each
-#: array and tracer type as it is first met, so the common case is one set lookup (which
-#: the traced functions write inline on their hot path).
-PLAIN_TYPES: set[type] = {bool, int, float, complex, type(None)}
-
-
-def plain_scalar(x: Any) -> Any:
-    """``x``, or the builtin number it stands for if it is an instance of a subclass of one.
-
-    An ``IntEnum`` member or an instance of ``class MyFloat(float)`` is the number it
-    holds, but the engine and some backends (array-api-strict) recognise Python scalars
-    by their exact type; traced functions convert such operands where they enter.
-    NumPy's ``float64`` subclasses ``float`` but is an array scalar with a dtype: values
-    with a ``shape`` are kept.
-
-    Example:
-        >>> import enum
-        >>> class Level(enum.IntEnum):
-        ...     HIGH = 3
-        >>> type(plain_scalar(Level.HIGH)).__name__
-        'int'
-    """
-    tp = type(x)
-    if tp in PLAIN_TYPES:
-        return x
-    if hasattr(x, "shape"):
-        PLAIN_TYPES.add(tp)
-        return x
-    if isinstance(x, int):  # bool cannot be subclassed: its instances are exact
-        return int(x)
-    if isinstance(x, float):
-        return float(x)
-    if isinstance(x, complex):
-        return complex(x)
-    return x
 
 
 def shape_of(x: Any) -> tuple[int, ...]:
@@ -223,9 +184,9 @@ def binary(name: str, dx: Deriv | None, dy: Deriv | None, *, namespace: str = ""
     @def_api(name, namespace)
     def api(x1: Any, x2: Any, /) -> Any:
         if type(x1) not in PLAIN_TYPES:
-            x1 = plain_scalar(x1)
+            x1 = builtin_scalar(x1)
         if type(x2) not in PLAIN_TYPES:
-            x2 = plain_scalar(x2)
+            x2 = builtin_scalar(x2)
         return bind(prim, (x1, x2), {})
 
     api.__name__ = api.__qualname__ = name
@@ -307,9 +268,9 @@ def nondiff(name: str, *, namespace: str = "", batch: Callable[..., Any] | None 
         @def_api(name, namespace)
         def api(x1: Any, x2: Any, /) -> Any:  # type: ignore[misc]
             if type(x1) not in PLAIN_TYPES:
-                x1 = plain_scalar(x1)
+                x1 = builtin_scalar(x1)
             if type(x2) not in PLAIN_TYPES:
-                x2 = plain_scalar(x2)
+                x2 = builtin_scalar(x2)
             return bind(prim, (x1, x2), {})
 
     api.__name__ = api.__qualname__ = name

@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from unijax.engine.batching import bdim_to_front
-from unijax.engine.core import Primitive, Tracer, base_value, namespace_for_value
+from unijax.engine.core import Primitive, Tracer, base_value, builtin_scalar, namespace_for_value
 from unijax.engine.registry import def_api, def_batch, def_creation, def_vjp
-from unijax.engine.rules._helpers import ndim_of, ops, plain_scalar, shape_of
+from unijax.engine.rules._helpers import ndim_of, ops, shape_of
 from unijax.engine.rules.manipulation import linear
 from unijax.errors import message
 
@@ -24,7 +24,7 @@ __all__ = ["tril_p", "triu_p"]
 
 def _make_like(name: str, x: Any, fill: tuple[Any, ...], dtype: Any, device: Any) -> Any:
     """``name(x, *fill, dtype=dtype, device=device)`` for an array or a tracer ``x``."""
-    fill = tuple(plain_scalar(v) for v in fill)
+    fill = tuple(builtin_scalar(v) for v in fill)
     if not isinstance(x, Tracer):
         xp = namespace_for_value(x)
         return getattr(xp, name)(x, *fill, dtype=dtype, device=device)

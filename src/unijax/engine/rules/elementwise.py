@@ -34,16 +34,14 @@ from collections.abc import Callable
 from typing import Any
 
 from unijax._dtypes import is_complex, is_inexact
-from unijax.engine.core import Primitive, Tracer, bind
+from unijax.engine.core import PLAIN_TYPES, Primitive, Tracer, bind, builtin_scalar
 from unijax.engine.registry import def_api, def_batch, def_jvp, def_vjp
 from unijax.engine.rules._helpers import (
-    PLAIN_TYPES,
     binary,
     elementwise_batch,
     fit,
     nondiff,
     ops,
-    plain_scalar,
     unary,
     unbroadcast,
 )
@@ -83,9 +81,9 @@ def _binary_primitive(name: str) -> Primitive:
     @def_api(name)
     def api(x1: Any, x2: Any, /) -> Any:
         if type(x1) not in PLAIN_TYPES:
-            x1 = plain_scalar(x1)
+            x1 = builtin_scalar(x1)
         if type(x2) not in PLAIN_TYPES:
-            x2 = plain_scalar(x2)
+            x2 = builtin_scalar(x2)
         return bind(prim, (x1, x2), {})
 
     api.__name__ = api.__qualname__ = name
@@ -354,7 +352,7 @@ def clip(x: Any, /, min: Any = None, max: Any = None) -> Any:
     Returns:
         ``minimum(maximum(x, min), max)`` with the dtype of ``x``.
     """
-    return clip_p.bind(x, plain_scalar(min), plain_scalar(max))
+    return clip_p.bind(x, builtin_scalar(min), builtin_scalar(max))
 
 
 def_batch(clip_p, elementwise_batch(clip_p))

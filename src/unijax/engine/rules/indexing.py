@@ -21,7 +21,14 @@ from __future__ import annotations
 from typing import Any
 
 from unijax.engine.batching import BatchTracer, bdim_to_front, move_bdim
-from unijax.engine.core import TRACER_METHODS, Primitive, Tracer, base_value, namespace_for_value
+from unijax.engine.core import (
+    TRACER_METHODS,
+    Primitive,
+    Tracer,
+    base_value,
+    builtin_scalar,
+    namespace_for_value,
+)
 from unijax.engine.indexing import (
     FULL,
     Items,
@@ -34,7 +41,7 @@ from unijax.engine.indexing import (
     split_zero_d_masks,
 )
 from unijax.engine.registry import def_api, def_batch, def_jvp, def_vjp
-from unijax.engine.rules._helpers import ndim_of, ops, plain_scalar, shape_of, unbroadcast
+from unijax.engine.rules._helpers import ndim_of, ops, shape_of, unbroadcast
 from unijax.engine.rules._index_eval import gather, scatter_add, scatter_set
 from unijax.engine.staging import StagingTracer
 from unijax.errors import message
@@ -155,7 +162,7 @@ def setitem(x: Any, key: Any, value: Any) -> Any:
         IndexError: The key is not a valid index for ``x``.
         ValueError: ``value`` does not broadcast to the selection.
     """
-    value = plain_scalar(value)
+    value = builtin_scalar(value)
     key = _with_constant_masks(key)
     split = split_zero_d_masks(x, key)
     if split is not None:

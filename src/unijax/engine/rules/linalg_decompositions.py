@@ -18,9 +18,9 @@ from collections import namedtuple
 from typing import Any
 
 from unijax._dtypes import is_complex
-from unijax.engine.core import Primitive
+from unijax.engine.core import Primitive, builtin_scalar
 from unijax.engine.registry import def_api, def_batch, def_jvp, def_vjp
-from unijax.engine.rules._helpers import ndim_of, ops, plain_scalar, shape_of
+from unijax.engine.rules._helpers import ndim_of, ops, shape_of
 from unijax.engine.rules._linalg_helpers import (
     add,
     composite_rules,
@@ -327,7 +327,7 @@ def _abs2(x: Any) -> Any:
 def _canonical_ord(ord: Any) -> Any:
     if isinstance(ord, str):
         return ord
-    ord = plain_scalar(ord)
+    ord = builtin_scalar(ord)
     if isinstance(ord, float) and ord.is_integer():
         return int(ord)
     return ord

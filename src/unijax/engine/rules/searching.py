@@ -21,14 +21,13 @@ from typing import Any, NamedTuple
 
 from unijax._dtypes import is_inexact
 from unijax.engine.batching import BatchTracer, bdim_to_front, move_bdim
-from unijax.engine.core import Primitive, Tracer
+from unijax.engine.core import Primitive, Tracer, builtin_scalar
 from unijax.engine.registry import def_api, def_batch, def_jvp, def_nondifferentiable, def_vjp
 from unijax.engine.rules._helpers import (
     elementwise_batch,
     fit,
     ndim_of,
     ops,
-    plain_scalar,
     shape_of,
     unbroadcast,
 )
@@ -119,7 +118,7 @@ def where(condition: Any, x1: Any, x2: Any, /) -> Any:
         >>> unijax.grad(relu_sum)(np.asarray([-1.0, 2.0]))
         array([0., 1.])
     """
-    return where_p.bind(plain_scalar(condition), plain_scalar(x1), plain_scalar(x2))
+    return where_p.bind(builtin_scalar(condition), builtin_scalar(x1), builtin_scalar(x2))
 
 
 def_batch(where_p, elementwise_batch(where_p))
