@@ -130,3 +130,26 @@ def test_namespace_without_a_trace_makes_plain_arrays():
 
     out = TracedNamespace(base).zeros(2)
     assert type(out) is np.ndarray
+
+
+def test_namespaces_do_not_keep_a_finished_trace_alive():
+    # A namespace refers to its trace; were the trace to refer back after it finished,
+    # every tape would wait for the cyclic garbage collector (memory and time).
+    import gc
+
+    from unijax.engine.ad import VJPTrace
+
+    def f(x):
+        xp = array_namespace(x)
+        return xp.sum(xp.linalg.vector_norm(x) * xp.asarray([1.0, 2.0]) * x)
+
+    gc.collect()
+    gc.disable()
+    try:
+        before = sum(type(o) is VJPTrace for o in gc.get_objects())
+        for _ in range(5):
+            unijax.grad(f)(np.ones(2))
+        after = sum(type(o) is VJPTrace for o in gc.get_objects())
+    finally:
+        gc.enable()
+    assert after == before

@@ -203,6 +203,9 @@ class Trace:
     def finish(self) -> None:
         """Mark the traced function as returned: its tracers may no longer be used."""
         self.finished = True
+        # Its namespaces refer to the trace: dropping them here lets the trace (and a
+        # reverse-mode tape) be freed as soon as nothing else needs it.
+        self.namespaces = None
 
     def pure(self, value: Any) -> Tracer:
         """Wrap a value that is constant with respect to this trace."""

@@ -97,14 +97,17 @@ class _Info:
 class _Extension:
     """The ``linalg``, ``fft`` or ``special`` extension of a traced namespace."""
 
-    def __init__(self, parent: TracedNamespace, prefix: str) -> None:
-        self._parent = parent
+    def __init__(self, base: Any, trace: Trace | None, prefix: str) -> None:
+        # Not the namespace itself: a namespace <-> extension cycle would keep the trace,
+        # and so its whole tape, alive until the cyclic garbage collector runs.
+        self._base = base
+        self._trace = trace
         self._prefix = prefix
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        fn = self._parent._lookup(f"{self._prefix}.{name}")
+        fn = _lookup(self._base, self._trace, f"{self._prefix}.{name}")
         if fn is None:
             raise AttributeError(
                 f"the traced namespace's {self._prefix} extension has no function {name!r}")
@@ -155,49 +158,9 @@ class TracedNamespace:
 
     # -- lookup --
 
-    def _lookup(self, qualname: str) -> Any:
-        fn = API_FUNCTIONS.get(qualname)
-        if fn is not None:
-            return fn
-        creation = CREATION_FUNCTIONS.get(qualname)
-        if creation is not None:
-            return self._creator(functools.partial(creation, self._base), creation, True)
-        if qualname in _BASE_CREATION:
-            base_fn = getattr(self._base, qualname)
-            return self._creator(base_fn, base_fn, False)
-        return None
-
-    def _creator(self, make: Any, shown: Any, drop_first: bool) -> Any:
-        """``make`` with its arrays made constants of this trace, and ``shown``'s
-        signature (without the namespace parameter of a creation rule)."""
-        trace = self._trace
-        if trace is None:
-            return make
-
-        def create(*args: Any, **kwargs: Any) -> Any:
-            out = make(*args, **kwargs)
-            # Only arrays become constants: finfo, dtypes and flags are returned as is.
-            if not is_array(out) or (isinstance(out, Tracer)
-                                     and out._trace.level >= trace.level):
-                return out
-            if trace.finished:
-                raise escaped_tracer_error(trace)
-            return trace.pure(out)
-
-        functools.update_wrapper(create, shown)
-        try:
-            signature = inspect.signature(shown)
-        except (TypeError, ValueError):  # some builtins have none
-            return create
-        if drop_first:
-            signature = signature.replace(parameters=list(signature.parameters.values())[1:])
-        create.__signature__ = signature  # type: ignore[attr-defined]
-        del create.__wrapped__  # type: ignore[attr-defined]
-        return create
-
     def __getattr__(self, name: str) -> Any:
         if name in _EXTENSIONS:
-            ext = _Extension(self, name)
+            ext = _Extension(self._base, self._trace, name)
             setattr(self, name, ext)
             return ext
         if name == "__array_namespace_info__":
@@ -205,7 +168,7 @@ class TracedNamespace:
             return lambda: info
         if name.startswith("__"):
             raise AttributeError(name)
-        fn = self._lookup(name)
+        fn = _lookup(self._base, self._trace, name)
         if fn is not None:
             if name in API_FUNCTIONS:
                 # The same for every trace: kept on the backend's class, found directly
@@ -237,6 +200,62 @@ class TracedNamespace:
 
     def __repr__(self) -> str:
         return f"<unijax traced namespace over {getattr(self._base, '__name__', self._base)}>"
+
+
+def _lookup(base: Any, trace: Trace | None, qualname: str) -> Any:
+    """The function ``qualname`` of the traced namespace over ``base`` for ``trace``."""
+    fn = API_FUNCTIONS.get(qualname)
+    if fn is not None:
+        return fn
+    creation = CREATION_FUNCTIONS.get(qualname)
+    if creation is not None:
+        make = functools.partial(creation, base)
+        return _creator(make, creation, True, trace, qualname)
+    if qualname in _BASE_CREATION:
+        base_fn = getattr(base, qualname)
+        return _creator(base_fn, base_fn, False, trace, qualname)
+    return None
+
+
+#: Signatures shown by creation functions, by the function they show (computed once).
+_SIGNATURES: dict[Any, Any] = {}
+
+
+def _signature_of(shown: Any, drop_first: bool) -> Any:
+    key = (shown, drop_first)
+    if key not in _SIGNATURES:
+        try:
+            signature = inspect.signature(shown)
+        except (TypeError, ValueError):  # some builtins have none
+            signature = None
+        if signature is not None and drop_first:
+            signature = signature.replace(parameters=list(signature.parameters.values())[1:])
+        _SIGNATURES[key] = signature
+    return _SIGNATURES[key]
+
+
+def _creator(make: Any, shown: Any, drop_first: bool, trace: Trace | None,
+             qualname: str) -> Any:
+    """``make`` with the arrays it returns made constants of ``trace``, showing ``shown``'s
+    signature (without the namespace parameter of a creation rule)."""
+    if trace is None:
+        return make
+
+    def create(*args: Any, **kwargs: Any) -> Any:
+        out = make(*args, **kwargs)
+        # Only arrays become constants: finfo, dtypes and flags are returned as is.
+        if not is_array(out) or (isinstance(out, Tracer) and out._trace.level >= trace.level):
+            return out
+        if trace.finished:
+            raise escaped_tracer_error(trace)
+        return trace.pure(out)
+
+    create.__name__ = create.__qualname__ = qualname.rpartition(".")[2]
+    create.__doc__ = getattr(shown, "__doc__", None)
+    signature = _signature_of(shown, drop_first)
+    if signature is not None:
+        create.__signature__ = signature  # type: ignore[attr-defined]
+    return create
 
 
 _CLASSES: dict[int, type[TracedNamespace]] = {}
