@@ -31,6 +31,7 @@ from unijax.engine.registry import (
 
 __all__ = [
     "binary",
+    "binary_primitive",
     "elementwise_batch",
     "fit",
     "linear_unary",
@@ -171,13 +172,11 @@ def linear_unary(name: str, *, namespace: str = "", **defaults: Any) -> Primitiv
     return prim
 
 
-def binary(name: str, dx: Deriv | None, dy: Deriv | None, *, namespace: str = "",
-           linear: tuple[int, int] | None = None, reads_out: bool = True) -> Primitive:
-    """Define a broadcasting binary primitive with partials ``dx(x, y, out)``/``dy(...)``.
+def binary_primitive(name: str, *, namespace: str = "") -> Primitive:
+    """A broadcasting binary primitive with its traced function and batching rule only.
 
-    ``linear=(a, b)`` marks ``out = a*x + b*y`` (``add``: ``(1, 1)``, ``subtract``:
-    ``(1, -1)``), whose rules need no multiplications by ones. ``reads_out=False`` says
-    the partials never use ``out`` (``multiply``), so the tape keeps only its metadata.
+    The traced function turns number subclasses (``IntEnum``) into builtin scalars where
+    they enter, so rules and backends see exact Python scalars.
     """
     prim = Primitive(name, namespace=namespace)
 
@@ -191,6 +190,18 @@ def binary(name: str, dx: Deriv | None, dy: Deriv | None, *, namespace: str = ""
 
     api.__name__ = api.__qualname__ = name
     def_batch(prim, elementwise_batch(prim))
+    return prim
+
+
+def binary(name: str, dx: Deriv | None, dy: Deriv | None, *, namespace: str = "",
+           linear: tuple[int, int] | None = None, reads_out: bool = True) -> Primitive:
+    """Define a broadcasting binary primitive with partials ``dx(x, y, out)``/``dy(...)``.
+
+    ``linear=(a, b)`` marks ``out = a*x + b*y`` (``add``: ``(1, 1)``, ``subtract``:
+    ``(1, -1)``), whose rules need no multiplications by ones. ``reads_out=False`` says
+    the partials never use ``out`` (``multiply``), so the tape keeps only its metadata.
+    """
+    prim = binary_primitive(name, namespace=namespace)
     if dx is None and dy is None and linear is None:
         def_nondifferentiable(prim)
         return prim

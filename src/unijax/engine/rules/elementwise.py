@@ -34,10 +34,11 @@ from collections.abc import Callable
 from typing import Any
 
 from unijax._dtypes import is_complex, is_inexact
-from unijax.engine.core import PLAIN_TYPES, Primitive, Tracer, bind, builtin_scalar
+from unijax.engine.core import Primitive, Tracer, bind, builtin_scalar
 from unijax.engine.registry import def_api, def_batch, def_jvp, def_vjp
 from unijax.engine.rules._helpers import (
     binary,
+    binary_primitive,
     elementwise_batch,
     fit,
     nondiff,
@@ -74,23 +75,6 @@ def _unary_primitive(name: str) -> Primitive:
     return prim
 
 
-def _binary_primitive(name: str) -> Primitive:
-    """A binary elementwise primitive with its traced function and batching rule only."""
-    prim = Primitive(name)
-
-    @def_api(name)
-    def api(x1: Any, x2: Any, /) -> Any:
-        if type(x1) not in PLAIN_TYPES:
-            x1 = builtin_scalar(x1)
-        if type(x2) not in PLAIN_TYPES:
-            x2 = builtin_scalar(x2)
-        return bind(prim, (x1, x2), {})
-
-    api.__name__ = api.__qualname__ = name
-    def_batch(prim, elementwise_batch(prim))
-    return prim
-
-
 def _linear_unary(name: str, transpose: Callable[[Any, Any], Any]) -> Primitive:
     """A unary primitive linear over the reals: its JVP applies it to the tangent.
 
@@ -114,7 +98,7 @@ def _linear_unary(name: str, transpose: Callable[[Any, Any], Any]) -> Primitive:
 add_p = binary("add", None, None, linear=(1, 1))
 subtract_p = binary("subtract", None, None, linear=(1, -1))
 multiply_p = binary("multiply", lambda x, y, out: y, lambda x, y, out: x, reads_out=False)
-divide_p = _binary_primitive("divide")
+divide_p = binary_primitive("divide")
 
 
 @def_jvp(divide_p)
@@ -191,7 +175,7 @@ def _pow_dy(x: Any, y: Any, out: Any) -> Any:
     return ops.multiply(out, ops.log(ops.add(x, _mask(ops.equal(x, 0), x))))
 
 
-pow_p = _binary_primitive("pow")
+pow_p = binary_primitive("pow")
 
 
 @def_jvp(pow_p)
