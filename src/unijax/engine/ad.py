@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from unijax.engine.core import Primitive, Trace, Tracer, bind, check_no_escaped, is_array
+from unijax.engine.core import Primitive, Trace, Tracer, bind, is_array
 from unijax.engine.namespace import array_functions
 from unijax.engine.registry import (
     jvp_rules,
@@ -122,12 +122,8 @@ def jvp_flat(fun: Callable[[list[Any]], list[Any]], primals: Sequence[Any],
     trace (as a constant) when it is an array.
     """
     trace = JVPTrace()
-    try:
-        outs = fun([JVPTracer(trace, p, t) if t is not None or is_array(p) else p
-                    for p, t in zip(primals, tangents, strict=True)])
-        check_no_escaped(outs)
-    finally:
-        trace.finish()
+    outs = trace.run(fun, [JVPTracer(trace, p, t) if t is not None or is_array(p) else p
+                           for p, t in zip(primals, tangents, strict=True)])
     out_primals, out_tangents = [], []
     for o in outs:
         if type(o) is JVPTracer and o._trace is trace:
@@ -370,11 +366,7 @@ def vjp_flat(fun: Callable[[list[Any]], list[Any]], primals: Sequence[Any],
     # Taken before fun runs: x[i] = v inside it re-points an input tracer.
     nodes = [x.node for x in inputs if x.node is not None]
     lifted = [trace.pure(c) if is_array(c) else c for c in constants]
-    try:
-        outs = fun([*inputs, *lifted])
-        check_no_escaped(outs)
-    finally:
-        trace.finish()
+    outs = trace.run(fun, [*inputs, *lifted])
     values = [o.value if type(o) is VJPTracer and o._trace is trace else o for o in outs]
 
     def backward(cts: Sequence[Any], release: bool = False) -> list[Any]:

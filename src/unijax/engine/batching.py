@@ -16,7 +16,6 @@ from unijax.engine.core import (
     Tracer,
     bind,
     builtin_scalar,
-    check_no_escaped,
     is_array,
     namespace_for_args,
 )
@@ -131,11 +130,7 @@ def vmap_flat(fun: Callable[[list[Any]], list[Any]], args: Sequence[Any],
     trace = BatchTrace(axis_size)
     inputs = [BatchTracer(trace, a, d) if d is not None or is_array(a) else a
               for a, d in zip(args, in_dims, strict=True)]
-    try:
-        outs = fun(inputs)
-        check_no_escaped(outs)
-    finally:
-        trace.finish()
+    outs = trace.run(fun, inputs)
     results = []
     for o in outs:
         if type(o) is BatchTracer and o._trace is trace:

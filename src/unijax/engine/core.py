@@ -200,6 +200,19 @@ class Trace:
         #: This trace's traced namespaces, by base namespace (see ``engine.namespace``).
         self.namespaces: dict[int, Any] | None = None
 
+    def run(self, fun: Callable[[list[Any]], Any], inputs: list[Any]) -> Any:
+        """``fun(inputs)`` traced by this trace, which is finished when it returns or raises.
+
+        Raises:
+            UnexpectedTracerError: The outputs hold a tracer of another finished trace.
+        """
+        try:
+            outs = fun(inputs)
+            check_no_escaped(outs)
+            return outs
+        finally:
+            self.finish()
+
     def finish(self) -> None:
         """Mark the traced function as returned: its tracers may no longer be used."""
         self.finished = True

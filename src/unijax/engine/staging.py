@@ -28,7 +28,6 @@ from unijax.engine.core import (
     Tracer,
     bind,
     builtin_scalar,
-    check_no_escaped,
     namespace_for_args,
     namespace_for_value,
 )
@@ -251,11 +250,7 @@ def stage(fun_flat: Callable[[list[Any]], Sequence[Any]], flat_args: Sequence[An
     """
     trace = StagingTrace(xp, device)
     tracers = [trace.new_input(a) for a in flat_args]
-    try:
-        outs = fun_flat(list(tracers))
-        check_no_escaped(outs)
-    finally:
-        trace.finish()
+    outs = trace.run(fun_flat, list(tracers))
     out_atoms: list[Atom] = []
     values: list[Any] = []
     for o in outs:
