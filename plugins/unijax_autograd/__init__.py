@@ -19,7 +19,7 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Any
 
-from unijax.extend import Backend, Capabilities, NativeTransforms, hookimpl
+from unijax.extend import PYTHON_LOOPS, Backend, Capabilities, NativeTransforms, hookimpl
 
 _NATIVE = frozenset({"grad", "value_and_grad", "vjp", "jacrev", "custom_vjp", "custom_jvp",
                      "stop_gradient"})
@@ -35,9 +35,10 @@ def _load_native() -> NativeTransforms:
     from unijax_autograd.custom import custom_jvp, custom_vjp, stop_gradient
     from unijax_autograd.transforms import grad, jacrev, value_and_grad, vjp
 
+    # Autograd traces eagerly: unijax.lax runs as Python loops its grad differentiates.
     return NativeTransforms(grad=grad, value_and_grad=value_and_grad, vjp=vjp, jacrev=jacrev,
                             custom_vjp=custom_vjp, custom_jvp=custom_jvp,
-                            stop_gradient=stop_gradient)
+                            stop_gradient=stop_gradient, lax=PYTHON_LOOPS)
 
 
 def _is_box(x: Any) -> bool:

@@ -13,7 +13,13 @@ from importlib import metadata
 from typing import Any
 
 from unijax import default_float_dtype, tree_util
-from unijax.errors import ConcretizationError, ConfigError, message
+from unijax.errors import (
+    ConcretizationError,
+    ConfigError,
+    ControlFlowError,
+    UnsupportedTransformError,
+    message,
+)
 from unijax.extend import Backend, Capabilities, NativeTransforms, hookimpl
 
 _NATIVE = frozenset(NativeTransforms.__dataclass_fields__)
@@ -56,7 +62,7 @@ def _load_native() -> NativeTransforms:
         grad=jax.grad, value_and_grad=jax.value_and_grad, jvp=jax.jvp, vjp=jax.vjp,
         jacfwd=jax.jacfwd, jacrev=jax.jacrev, hessian=jax.hessian, vmap=jax.vmap,
         jit=jax.jit, custom_vjp=jax.custom_vjp, custom_jvp=jax.custom_jvp,
-        stop_gradient=jax.lax.stop_gradient,
+        stop_gradient=jax.lax.stop_gradient, lax=jax.lax, checkpoint=jax.checkpoint,
     )
 
 
@@ -122,16 +128,41 @@ _CONCRETIZATION_ERRORS: tuple[tuple[str, tuple[str, str]], ...] = (
 )
 
 
+# jax.lax's messages for branches or a carry whose types differ, and for reverse mode
+# through a while loop; unijax raises its own errors for them on every backend.
+_MISMATCH_MESSAGES = (
+    "outputs must have the same pytree structure", "must have equal output types",
+    "carry input and carry output must have",
+)
+_MISMATCH_FIX = ("Make every branch return the same structure, shapes and dtypes, and a loop "
+                 "body return a carry of the same structure, shapes and dtypes as the "
+                 "initial one.")
+_WHILE_REVERSE = "Reverse-mode differentiation does not work for lax.while_loop"
+
+
 def _translate_error(err: Exception) -> Exception | None:
-    """unijax's error for JAX's: a traced value used where a concrete one is needed."""
+    """unijax's error for JAX's: a traced value used where a concrete one is needed, and
+    control flow misuse."""
     import jax
 
+    lines = str(err).strip().splitlines()
+    first_line = (lines[0] if lines else type(err).__name__).rstrip(".:")
     for name, (what, fix) in _CONCRETIZATION_ERRORS:
         jax_error = getattr(jax.errors, name, None)
         if jax_error is not None and isinstance(err, jax_error):
-            lines = str(err).strip().splitlines()
-            first_line = (lines[0] if lines else type(err).__name__).rstrip(".")
             return ConcretizationError(message(what, got=first_line, fix=fix))
+    if isinstance(err, TypeError) and any(m in first_line for m in _MISMATCH_MESSAGES):
+        return ControlFlowError(message(
+            "a control-flow construct got branches or a loop carry whose types do not match",
+            got=first_line, fix=_MISMATCH_FIX))
+    if isinstance(err, ValueError) and first_line.startswith(_WHILE_REVERSE):
+        return UnsupportedTransformError(message(
+            "reverse-mode differentiation (grad, vjp, jacrev) through while_loop is not "
+            "defined: its number of iterations is only known by running it, so there is no "
+            "fixed sequence of steps to run backwards (as in JAX)",
+            fix="Use unijax.lax.fori_loop with Python int bounds (it becomes a scan) or "
+                "unijax.lax.scan with a fixed length; forward mode (jvp, jacfwd) works "
+                "through while_loop."))
     return None
 
 

@@ -19,7 +19,7 @@ Example:
     array([2., 4.])
 """
 
-from unijax import errors, tree_util
+from unijax import errors, lax, tree_util
 from unijax import tree_util as tree
 from unijax.custom import custom_jvp, custom_vjp
 from unijax.dispatch.config import (
@@ -38,6 +38,7 @@ from unijax.dispatch.selection import (
     namespace,
     to_backend,
 )
+from unijax.lax import checkpoint, remat
 from unijax.transforms import (
     grad,
     hessian,
@@ -57,6 +58,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "asarray",
+    "checkpoint",
     "config",
     "current_backend",
     "custom_jvp",
@@ -71,10 +73,12 @@ __all__ = [
     "jacrev",
     "jit",
     "jvp",
+    "lax",
     "list_backends",
     "make_ir",
     "namespace",
     "register_plugin",
+    "remat",
     "set_backend",
     "set_default_float_dtype",
     "stop_gradient",

@@ -26,6 +26,7 @@ __all__ = [
     "BatchingError",
     "ConcretizationError",
     "ConfigError",
+    "ControlFlowError",
     "DeviceTransferError",
     "EngineNotAvailableError",
     "HasAuxError",
@@ -129,6 +130,12 @@ class TransformArgumentError(UnijaxError, TypeError):
 
 class ShapeError(UnijaxError, ValueError):
     """An operation got an array of a rank or shape it is not defined for."""
+
+
+class ControlFlowError(UnijaxError, TypeError):
+    """A control-flow construct (``unijax.lax``) got branches or a loop body whose outputs
+    do not match: branch outputs of another structure, or a carry whose structure, shape or
+    dtype changes from one iteration to the next."""
 
 
 class UnexpectedTracerError(UnijaxError, RuntimeError):

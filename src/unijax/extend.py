@@ -44,7 +44,7 @@ Examples:
 
 from __future__ import annotations
 
-from unijax.dispatch.backend import Backend, Capabilities, NativeTransforms
+from unijax.dispatch.backend import PYTHON_LOOPS, Backend, Capabilities, NativeTransforms
 from unijax.dispatch.hookspecs import hookimpl
 from unijax.dispatch.plugins import register_plugin
 from unijax.engine.buffers import BufferSupport, OutForm
@@ -69,6 +69,7 @@ from unijax.engine.registry import (
 )
 
 __all__ = [
+    "PYTHON_LOOPS",
     "RESERVED_NAMES",
     "Atom",
     "Backend",

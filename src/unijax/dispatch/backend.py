@@ -130,6 +130,18 @@ class NativeTransforms:
     custom_vjp: Callable[..., Any] | None = None
     custom_jvp: Callable[..., Any] | None = None
     stop_gradient: Callable[..., Any] | None = None
+    #: Structured control flow: a module with JAX's ``cond``, ``switch``, ``while_loop``,
+    #: ``fori_loop``, ``scan`` and ``map`` (``jax.lax``), or :data:`PYTHON_LOOPS` for a
+    #: library whose transforms trace eagerly (Python loops on its own values then work
+    #: under them); ``None``: the engine's primitives.
+    lax: Any = None
+    #: ``jax.checkpoint``'s signature and semantics.
+    checkpoint: Callable[..., Any] | None = None
+
+
+#: ``NativeTransforms.lax`` for backends whose native transforms trace eagerly: the
+#: constructs of ``unijax.lax`` run as Python loops on the backend's own values.
+PYTHON_LOOPS = "python loops"
 
 
 def _no_devices() -> Sequence[Any]:
@@ -155,7 +167,9 @@ class Backend:
         version: Returns the library's version string.
         plugin: The plugin that provided this backend (set by unijax).
         extras: Optional backend-specific hooks (``"device_kind"``, ``"to_host"``,
-            ``"translate_error"``, ...; see the backend authors' guide).
+            ``"translate_error"``, ``"lazy_arrays"`` (never converted to another backend
+            implicitly), ``"jit_key"`` (more of the engine's ``jit`` cache key), ...;
+            see the backend authors' guide).
     """
 
     name: str

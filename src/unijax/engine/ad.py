@@ -23,6 +23,7 @@ from unijax.engine.registry import (
     metadata_only,
     missing_rule,
     nondifferentiable,
+    residual_vjp_rules,
     vjp_rules,
 )
 from unijax.errors import UnsupportedTransformError, message
@@ -249,6 +250,8 @@ class VJPTrace(Trace):
         # per operation is a few percent of the 50-step loop's gradient).
         primals, parents, recorded = self._split(args)
         args = tuple(primals)
+        if recorded and prim in residual_vjp_rules:
+            return self._process_with_residuals(prim, primals, parents, params)
         out = bind(prim, args, params)
         if not recorded or prim in nondifferentiable:
             return self._constant(out, prim.multiple_results)
@@ -268,6 +271,18 @@ class VJPTrace(Trace):
         if multiple:
             return tuple([VJPTracer(self, o, node, i) for i, o in enumerate(out)])
         return VJPTracer(self, out, node)
+
+    def _process_with_residuals(self, prim: Primitive, primals: list[Any],
+                                parents: list[tuple[Node, int] | None],
+                                params: dict[str, Any]) -> Any:
+        # The rule runs the forward pass itself, keeping what its backward pass needs.
+        needs = tuple(p is not None for p in parents)
+        out, backward = residual_vjp_rules[prim](tuple(primals), needs, **params)
+
+        def rule(cts: Any, primals: tuple[Any, ...], out: Any, needs: tuple[bool, ...]) -> Any:
+            return backward(list(cts) if prim.multiple_results else [cts])
+
+        return self._record(rule, {}, primals, out, parents, prim.multiple_results)
 
     def process_custom_vjp(self, call: Any, args: tuple[Any, ...]) -> Any:
         primals, parents, recorded = self._split(args)

@@ -16,6 +16,7 @@ from unijax.engine.core import (
     Tracer,
     bind,
     builtin_scalar,
+    example_value,
     is_array,
     namespace_for_args,
 )
@@ -51,6 +52,15 @@ class BatchTracer(Tracer):
         if self.bdim is None:
             return shape
         return shape[: self.bdim] + shape[self.bdim + 1 :]
+
+    def _example(self) -> Any:
+        value = example_value(self.value)
+        if self.bdim is None:
+            return value
+        if value.shape[self.bdim] == 0:  # an empty batch: any value of one example's shape
+            xp = namespace_for_args((value,))
+            return xp.zeros(self.shape, dtype=value.dtype)
+        return value[(slice(None),) * self.bdim + (0, ...)]
 
     def _concrete(self, what: str) -> Any:
         if self.bdim is None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import operator
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -103,6 +104,16 @@ CREATION_FUNCTIONS: dict[str, Callable[..., Any]] = {}
 TRACER_METHODS: dict[str, Callable[..., Any]] = {}
 
 _level_counter = itertools.count(1)
+# Traces created and not yet finished, per thread (see ``tracing``).
+_open_traces = threading.local()
+
+
+def tracing() -> bool:
+    """Whether a transform is running in this thread (a trace exists and is unfinished).
+
+    Control flow uses it to run plainly on concrete values outside every transform.
+    """
+    return getattr(_open_traces, "count", 0) > 0
 
 
 class Primitive:
@@ -197,6 +208,7 @@ class Trace:
     def __init__(self) -> None:
         self.level = next(_level_counter)
         self.finished = False
+        _open_traces.count = getattr(_open_traces, "count", 0) + 1
         #: This trace's traced namespaces, by base namespace (see ``engine.namespace``).
         self.namespaces: dict[int, Any] | None = None
 
@@ -215,6 +227,8 @@ class Trace:
 
     def finish(self) -> None:
         """Mark the traced function as returned: its tracers may no longer be used."""
+        if not self.finished:
+            _open_traces.count = max(getattr(_open_traces, "count", 0) - 1, 0)
         self.finished = True
         # Its namespaces refer to the trace: dropping them here lets the trace (and a
         # reverse-mode tape) be freed as soon as nothing else needs it.
@@ -400,6 +414,15 @@ def base_value(x: Any) -> Any:
     return x
 
 
+def example_value(x: Any) -> Any:
+    """A concrete value with the shape and dtype ``x`` shows to the function it is in.
+
+    Control-flow bodies are staged on concrete values (see ``engine.subprogram``); a
+    tracer's example is the value underneath it, less any batch axis ``vmap`` hides.
+    """
+    return x._example() if isinstance(x, Tracer) else x
+
+
 # --- tracers ------------------------------------------------------------------------------
 
 
@@ -422,6 +445,10 @@ class Tracer:
 
     def _primal(self) -> Any:
         raise NotImplementedError
+
+    def _example(self) -> Any:
+        """See :func:`example_value` (overridden where the shape differs from the primal's)."""
+        return example_value(self._primal())
 
     def _concrete(self, what: str) -> Any:
         """The concrete value for ``bool()``/``float()``/..., or a concretization error."""

@@ -7,7 +7,9 @@ scalar, its type: scalars stay weakly typed and their values are inputs), and th
 arguments' values. The first call at a signature stages the function on the real inputs
 (:mod:`unijax.engine.staging`), optimises the program (:mod:`unijax.engine.optimize`),
 lowers it with the backend's compiler or the interpreter (:mod:`unijax.engine.lower`),
-caches it and returns the values computed while staging. Later calls run the compiled program.
+caches it and returns the values computed while staging (or, when the function has loops,
+which staging records without running them, the values of the compiled program's first
+run). Later calls run the compiled program.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from unijax.engine.core import SCALAR_TYPES, Tracer, builtin_scalar, namespace_f
 from unijax.engine.ir import Program, Var
 from unijax.engine.lower import interpret
 from unijax.engine.optimize import optimize
-from unijax.engine.staging import stage
+from unijax.engine.staging import NeedsExactStaging, stage
 from unijax.errors import TransformArgumentError, UnhashableStaticArgumentError, message
 
 __all__ = ["CacheInfo", "JitFunction", "make_ir"]
@@ -71,6 +73,10 @@ class JitFunction:
     the backend recognises with ``extras["is_tracer"]``): a staged program would hide
     custom derivative rules from that transform.
 
+    A backend whose arrays carry more than shape and dtype that a program may depend on
+    (dask's chunks) adds it to the cache key with ``extras["jit_key"]``:
+    ``jit_key(leaves) -> hashable``, which may also refuse arguments it cannot key.
+
     Args:
         fun: The function to compile.
         static_argnums: Positional arguments that are compile-time constants (validated by
@@ -103,7 +109,9 @@ class JitFunction:
         self.static_argnames = frozenset(static_argnames or ())
         self._lookup = backend_compiler_lookup
         self._backend = backend
-        self._is_native_tracer = (getattr(backend, "extras", None) or {}).get("is_tracer")
+        extras = getattr(backend, "extras", None) or {}
+        self._is_native_tracer = extras.get("is_tracer")
+        self._extra_key = extras.get("jit_key")
         self._maxsize = cache_size
         self._cache: OrderedDict[Any, tuple[Callable[..., list[Any]] | None, Any]] = (
             OrderedDict())
@@ -141,7 +149,9 @@ class JitFunction:
         if signature is None:  # an argument is a tracer: the outer transform sees all
             return self.fun(*args, **kwargs)
         xp = self._namespace(leaves)
-        key = (id(xp), _device(leaves), treedef, signature, statics)
+        key: tuple[Any, ...] = (id(xp), _device(leaves), treedef, signature, statics)
+        if self._extra_key is not None:
+            key += (self._extra_key(leaves),)
         entry = self._cache.get(key)
         if entry is not None:
             self._hits += 1
@@ -160,13 +170,21 @@ class JitFunction:
             with self._lock:
                 self._cache[key] = (None, None)
             return self.fun(*args, **kwargs)
-        program, outs, out_def = self._stage(args, kwargs, leaves, treedef, xp)
+        try:
+            program, outs, out_def = self._stage(args, kwargs, leaves, treedef, xp,
+                                                 exact=False)
+            if outs is None and not program.cacheable:
+                raise NeedsExactStaging("a loop in a program valid for this call only")
+        except NeedsExactStaging:
+            program, outs, out_def = self._stage(args, kwargs, leaves, treedef, xp)
         if program.cacheable:
             compiled = self._compiler(xp)(optimize(program), xp)
             with self._lock:
                 self._cache[key] = (compiled, out_def)
                 if len(self._cache) > self._maxsize:
                     self._cache.popitem(last=False)
+            if outs is None:  # loops were staged without running: run the program
+                outs = compiled(*leaves)
         return out_def.unflatten(outs)
 
     def _holds_native_tracer(self, leaves: Sequence[Any]) -> bool:
@@ -179,7 +197,11 @@ class JitFunction:
         leaves, treedef = _tree_flatten(dyn)
         leaves = [builtin_scalar(leaf) for leaf in leaves]
         _signature(leaves)  # rejects leaves that are not arrays or scalars
-        program, _, _ = self._stage(args, kwargs, leaves, treedef, self._namespace(leaves))
+        xp = self._namespace(leaves)
+        try:
+            program, _, _ = self._stage(args, kwargs, leaves, treedef, xp, exact=False)
+        except NeedsExactStaging:
+            program, _, _ = self._stage(args, kwargs, leaves, treedef, xp)
         return optimize(program) if program.cacheable else program
 
     def _split(self, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -221,7 +243,8 @@ class JitFunction:
         return compiler
 
     def _stage(self, args: tuple[Any, ...], kwargs: dict[str, Any], leaves: Sequence[Any],
-               treedef: Any, xp: Any) -> tuple[Program, list[Any], Any]:
+               treedef: Any, xp: Any, exact: bool = True
+               ) -> tuple[Program, list[Any] | None, Any]:
         if treedef is _FLAT:
             treedef = _tree_flatten((args, kwargs))[1]
         static_pos = {i + len(args) if i < 0 else i for i in self.static_argnums}
@@ -237,8 +260,8 @@ class JitFunction:
             out_trees.append(out_def)
             return out_leaves
 
-        program, outs = stage(fun_flat, leaves, xp=xp, device=_device(leaves))
-        if program.cacheable:
+        program, outs = stage(fun_flat, leaves, xp=xp, device=_device(leaves), exact=exact)
+        if program.cacheable and outs is not None:
             # The compiled program keeps its constants; the caller gets its own copies.
             outs = [xp.asarray(o, copy=True) if isinstance(a, Var) and a in program.constants
                     and hasattr(o, "shape") else o

@@ -43,6 +43,7 @@ __all__ = [
     "metadata_only",
     "missing_rule",
     "nondifferentiable",
+    "residual_vjp_rules",
     "vjp_rules",
 ]
 
@@ -55,6 +56,10 @@ nondifferentiable: set[Primitive] = set()
 #: Per primitive, what its VJP rule reads only for shape and dtype: ``"primals"``, ``"out"``.
 #: The reverse-mode tape keeps just that metadata for them (see :func:`def_vjp_metadata`).
 metadata_only: dict[Primitive, frozenset[str]] = {}
+#: Reverse-mode rules that run the forward pass themselves, for primitives whose backward
+#: pass needs values the primitive does not return (a loop's carries):
+#: ``rule(primals, needs, **params) -> (outputs, backward)``, ``backward(cts) -> in_cts``.
+residual_vjp_rules: dict[Primitive, Callable[..., Any]] = {}
 
 _REGISTRAR_OF = {"jvp": "def_jvp", "vjp": "def_vjp", "batch": "def_batch"}
 

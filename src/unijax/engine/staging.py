@@ -14,10 +14,19 @@ only on its (static) shape and dtype.
 A staging tracer refuses ``bool()``/``int()``/``float()`` even though its value is
 known: the program must be valid for every input of the same signature, so Python
 control flow on a traced value would silently bake in one branch.
+
+Loops are the exception to concrete staging. ``jit`` stages with ``exact=False``: a
+primitive with a :data:`placeholder_rules` entry (``scan``, ``while_loop``) is recorded
+without running it, and its outputs get placeholder values of the right shapes and dtypes,
+so staging a 10,000-step loop costs what staging a 10-step one does. Values computed from
+placeholders are *tainted*: they are not the function's results (``jit`` runs the compiled
+program for those), and an operation that fails on them raises
+:class:`NeedsExactStaging`, after which ``jit`` stages again with every loop run.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,7 +43,25 @@ from unijax.engine.core import (
 from unijax.engine.ir import Atom, Equation, Literal, Program, Var, weak_value
 from unijax.errors import ConcretizationError, message
 
-__all__ = ["StagingTrace", "StagingTracer", "stage"]
+__all__ = [
+    "NeedsExactStaging",
+    "StagingTrace",
+    "StagingTracer",
+    "is_placeholder",
+    "placeholder_rules",
+    "stage",
+    "var_for",
+]
+
+#: Per loop primitive, ``rule(values, **params) -> outputs`` with the right shapes and
+#: dtypes but not the right values (filled by the control-flow rules).
+placeholder_rules: dict[Primitive, Callable[..., Any]] = {}
+
+
+class NeedsExactStaging(Exception):
+    """An operation failed on placeholder values: the function must be staged again with
+    every loop run (``exact=True``)."""
+
 
 class StagingTracer(Tracer):
     """A concrete value being recorded as the program variable ``var``.
@@ -108,14 +135,18 @@ class StagingTrace(Trace):
     """
 
     __slots__ = ("_captured", "_const_ids", "cacheable", "constants", "device", "equations",
-                 "inputs", "xp")
+                 "exact", "inputs", "tainted", "xp")
     data_dependent_shapes = False
     kind = "jit"
 
-    def __init__(self, xp: Any = None, device: Any = None) -> None:
+    def __init__(self, xp: Any = None, device: Any = None, *, exact: bool = True) -> None:
         super().__init__()
         self.xp = xp
         self.device = device
+        #: Whether loops are run while staging (see the module docstring).
+        self.exact = exact
+        #: Vars whose staged values derive from placeholders.
+        self.tainted: set[Var] = set()
         self.inputs: list[Var] = []
         self.equations: list[Equation] = []
         self.constants: dict[Var, Any] = {}
@@ -134,7 +165,7 @@ class StagingTrace(Trace):
 
     def new_input(self, value: Any) -> StagingTracer:
         """Make a tracer for one input of the program (an array or a Python scalar)."""
-        var = _var_for(value)
+        var = var_for(value)
         self.inputs.append(var)
         return StagingTracer(self, value, var)
 
@@ -156,7 +187,7 @@ class StagingTrace(Trace):
                 snapshot = namespace_for_value(value).asarray(value, copy=True)
             else:
                 snapshot = value
-            var = self._const_ids[id(value)] = _var_for(value)
+            var = self._const_ids[id(value)] = var_for(value)
             self._captured.append(value)
             self.constants[var] = snapshot
         return var
@@ -185,10 +216,15 @@ class StagingTrace(Trace):
                 values.append(a)
                 atoms.append(self.atom(a))
                 weak = weak and (type(a) in SCALAR_TYPES or a is None)
-        out = bind(prim, tuple(values), params)
+        folded = constant and self.cacheable
+        tainted = False
+        if folded:
+            out = bind(prim, tuple(values), params)
+        else:
+            out, tainted = self._evaluate(prim, values, atoms, params)
         if weak and not prim.multiple_results:
             out = weak_value(out)  # Python scalars in, a Python scalar out (see weak_value)
-        if constant and self.cacheable:
+        if folded:
             # Constants in, a constant out: folded now, as operations on closed-over
             # arrays are, so the program records no equation and the value stays concrete.
             if prim.multiple_results:
@@ -197,12 +233,35 @@ class StagingTrace(Trace):
         atoms_t = tuple(atoms)
         if prim.multiple_results:
             outs = tuple(out)
-            out_vars = tuple(_var_for(o) for o in outs)
+            out_vars = tuple(var_for(o) for o in outs)
             self.equations.append(Equation(prim, atoms_t, dict(params), out_vars))
+            if tainted:
+                self.tainted.update(out_vars)
             return tuple(StagingTracer(self, o, v) for o, v in zip(outs, out_vars, strict=True))
-        var = _var_for(out)
+        var = var_for(out)
         self.equations.append(Equation(prim, atoms_t, dict(params), (var,)))
+        if tainted:
+            self.tainted.add(var)
         return StagingTracer(self, out, var)
+
+    def _evaluate(self, prim: Primitive, values: list[Any], atoms: list[Atom],
+                  params: dict[str, Any]) -> tuple[Any, bool]:
+        """The staged value of ``prim`` and whether it is tainted (see the module docs)."""
+        if not self.exact:
+            rule = placeholder_rules.get(prim)
+            if rule is not None:
+                return rule(values, **params), True
+        if not (self.tainted and any(type(a) is Var and a in self.tainted for a in atoms)):
+            return bind(prim, tuple(values), params), False
+        try:
+            # Placeholder values are no one's data: what they would warn about is moot.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return bind(prim, tuple(values), params), True
+        except NeedsExactStaging:
+            raise
+        except Exception as err:
+            raise NeedsExactStaging(prim.qualname) from err
 
     def process_custom_vjp(self, call: Any, args: tuple[Any, ...]) -> Any:
         # The primal function runs on this trace's tracers, so it is recorded op by op
@@ -214,7 +273,8 @@ class StagingTrace(Trace):
         return list(call.fun(list(args)))
 
 
-def _var_for(value: Any) -> Var:
+def var_for(value: Any) -> Var:
+    """The var for a concrete value: its shape and dtype (a weak var for a Python scalar)."""
     tp = type(value)
     if tp in SCALAR_TYPES:
         return Var((), tp)
@@ -222,7 +282,8 @@ def _var_for(value: Any) -> Var:
 
 
 def stage(fun_flat: Callable[[list[Any]], Sequence[Any]], flat_args: Sequence[Any], *,
-          xp: Any = None, device: Any = None) -> tuple[Program, list[Any]]:
+          xp: Any = None, device: Any = None, exact: bool = True
+          ) -> tuple[Program, list[Any] | None]:
     """Run ``fun_flat`` once on ``flat_args``, recording it as a program.
 
     Args:
@@ -230,11 +291,17 @@ def stage(fun_flat: Callable[[list[Any]], Sequence[Any]], flat_args: Sequence[An
         flat_args: The concrete inputs; Python scalars become weakly typed inputs.
         xp: The call's namespace (for the dtype of weak scalar inputs).
         device: The call's device.
+        exact: Whether to run loops while staging; with ``False`` they are recorded
+            without running (see the module docstring).
 
     Returns:
         ``(program, outputs)``: the unoptimised program and the concrete outputs computed
-        while staging. ``program.cacheable`` is ``False`` if ``fun_flat`` read a tracer
-        of an enclosing transform.
+        while staging, or ``None`` for the outputs when a loop was not run.
+        ``program.cacheable`` is ``False`` if ``fun_flat`` read a tracer of an enclosing
+        transform.
+
+    Raises:
+        NeedsExactStaging: With ``exact=False``, an operation failed on placeholder values.
 
     Example:
         >>> import numpy as np
@@ -248,7 +315,7 @@ def stage(fun_flat: Callable[[list[Any]], Sequence[Any]], flat_args: Sequence[An
         >>> outs
         [array([0., 0., 0.])]
     """
-    trace = StagingTrace(xp, device)
+    trace = StagingTrace(xp, device, exact=exact)
     tracers = [trace.new_input(a) for a in flat_args]
     outs = trace.run(fun_flat, list(tracers))
     out_atoms: list[Atom] = []
@@ -258,4 +325,14 @@ def stage(fun_flat: Callable[[list[Any]], Sequence[Any]], flat_args: Sequence[An
         values.append(o.value if type(o) is StagingTracer and o._trace is trace else o)
     program = Program(trace.inputs, trace.constants, trace.equations, out_atoms,
                       cacheable=trace.cacheable)
+    if trace.tainted:
+        return program, None
     return program, values
+
+
+def is_placeholder(value: Any) -> bool:
+    """Whether ``value`` is a staged value derived from a loop's placeholder outputs."""
+    if type(value) is not StagingTracer:
+        return False
+    trace: StagingTrace = value._trace  # type: ignore[assignment]
+    return value.var in trace.tainted
