@@ -43,6 +43,9 @@ def _row(info: PluginInfo) -> tuple[str, ...]:
     version = _safe(b.version) if b.version is not None else "unknown"
     devices = _safe(lambda: ", ".join(str(d) for d in b.devices()))
     native = ", ".join(sorted(caps.native)) or "none (unijax engine)"
+    note = b.extras.get("info")  # a backend's own line, e.g. which jit ran (torch)
+    if note is not None:
+        flags.append(_safe(note))
     return (info.name, "available", version, devices, native, ", ".join(flags))
 
 

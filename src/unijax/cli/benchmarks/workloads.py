@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 #: The unijax backends every workload runs on (those installed).
-BACKENDS = ("numpy", "autograd", "jax", "array_api_strict")
+BACKENDS = ("numpy", "autograd", "jax", "array_api_strict", "torch")
 
 Data = Any
 Thunk = Callable[[], Any]
@@ -203,6 +203,34 @@ def jax_variant(fun: Callable[..., Any], transform: str, *, in_axes: Any = 0) ->
     return Variant(f"native/jax/{transform}", "jax", "native", transform, output, build)
 
 
+def _torch_data(data: Data) -> Data:
+    import torch
+
+    return unijax.tree.tree_map(torch.from_numpy, data)  # float64, sharing memory
+
+
+def _torch_transform(fun: Callable[..., Any], transform: str, in_axes: Any) -> Callable[..., Any]:
+    import torch
+    import torch.func as tf
+
+    table: dict[str, Callable[[], Callable[..., Any]]] = {
+        "grad": lambda: tf.grad(fun),
+        "jit(grad)": lambda: torch.compile(tf.grad(fun), dynamic=False),
+        "vmap(grad)": lambda: tf.vmap(tf.grad(fun), in_dims=in_axes),
+    }
+    return table[transform]()
+
+
+def torch_variant(fun: Callable[..., Any], transform: str, *, in_axes: Any = 0) -> Variant:
+    """Raw torch: ``torch.func.grad``/``vmap`` of the same Array API function, and
+    ``torch.compile`` of ``torch.func.grad`` for ``jit(grad)``."""
+
+    def build(data: Data) -> Thunk:
+        return _bind(_torch_transform(fun, transform, in_axes), _torch_data(data))
+
+    return Variant(f"native/torch/{transform}", "torch", "native", transform, "grad", build)
+
+
 def numpy_forward(twin: Callable[..., Any]) -> Variant:
     """The plain NumPy forward pass (the twin with ``np=numpy``)."""
 
@@ -249,14 +277,17 @@ def autograd_loop(twin: Callable[..., Any]) -> Variant:
 
 def _baseline(backend: str, transform: str, numpy_family: str) -> str:
     # The library a user of these arrays would otherwise use: autograd for NumPy-like
-    # arrays, JAX's own transform for JAX arrays.
-    return f"native/jax/{transform}" if backend == "jax" else numpy_family
+    # arrays, JAX's and torch's own transforms for their arrays.
+    if backend in ("jax", "torch"):
+        return f"native/{backend}/{transform}"
+    return numpy_family
 
 
 def _standard_variants(fun: Callable[..., Any], twin: Callable[..., Any]) -> tuple[Variant, ...]:
     """forward, autograd.grad, jax.grad, jax.jit(jax.grad), unijax grad/jit(grad) everywhere."""
     natives = (numpy_forward(twin), autograd_grad(twin), jax_variant(fun, "grad"),
-               jax_variant(fun, "jit(grad)"))
+               jax_variant(fun, "jit(grad)"), torch_variant(fun, "grad"),
+               torch_variant(fun, "jit(grad)"))
     ours = tuple(
         unijax_variant(fun, b, t, baseline=_baseline(b, t, "native/autograd/grad"))
         for b in BACKENDS for t in ("grad", "jit(grad)"))
@@ -335,8 +366,11 @@ WORKLOADS: tuple[Workload, ...] = (
         (autograd_loop(P.example_loss_native),
          jax_variant(P.example_loss, "vmap(grad)", in_axes=_PER_EXAMPLE_AXES),
          jax_variant(P.example_loss, "jit(vmap(grad))", in_axes=_PER_EXAMPLE_AXES),
+         torch_variant(P.example_loss, "vmap(grad)", in_axes=_PER_EXAMPLE_AXES),
          *(unijax_variant(P.example_loss, b, t, in_axes=_PER_EXAMPLE_AXES,
-                          baseline=_baseline(b, t, "native/autograd/loop of grad"))
+                          baseline=_baseline(b, t, "native/autograd/loop of grad")
+                          if (b, t) != ("torch", "jit(vmap(grad))")
+                          else "native/torch/vmap(grad)")
            for b in BACKENDS for t in ("vmap(grad)", "jit(vmap(grad))"))),
     ),
     Workload("loop", f"{P.LOOP_STEPS} steps of sin(x)*0.9 + cos(x)*0.1 on {{n}} elements, "
@@ -354,9 +388,10 @@ WORKLOADS: tuple[Workload, ...] = (
         "tiny", "per-call overhead: sum(sin(x)*y) on {n} elements, jit(f) and grad(f)",
         {"full": {"n": 3}, "smoke": {"n": 3}}, tiny_data,
         (numpy_forward(P.tiny_native), autograd_grad(P.tiny_native),
-         jax_variant(P.tiny, "jit"), jax_variant(P.tiny, "grad"),
+         jax_variant(P.tiny, "jit"), jax_variant(P.tiny, "grad"), torch_variant(P.tiny, "grad"),
          *(unijax_variant(P.tiny, b, t, baseline=_baseline(
-             b, t, "native/numpy/forward" if t == "jit" else "native/autograd/grad"))
+             b, t, "native/numpy/forward" if t == "jit" else "native/autograd/grad")
+             if (b, t) != ("torch", "jit") else None)
            for b in BACKENDS for t in ("jit", "grad"))),
         rounds_factor=6,
     ),
@@ -371,6 +406,9 @@ _NATIVE_LABELS = {
     "jax/jit": "jax.jit",
     "jax/vmap(grad)": "jax.vmap(jax.grad)",
     "jax/jit(vmap(grad))": "jax.jit(jax.vmap(jax.grad))",
+    "torch/grad": "torch.func.grad",
+    "torch/jit(grad)": "torch.compile(torch.func.grad)",
+    "torch/vmap(grad)": "torch.func.vmap(torch.func.grad)",
 }
 
 
@@ -427,4 +465,17 @@ TARGETS: tuple[Target, ...] = (
        "unijax/jax/jit(grad)", "native/jax/jit(grad)", "ratio", 1.05),
     *(_t(f"autograd_grad_{w}", f"unijax.grad on Autograd <= 1.05x autograd.grad ({w})", w,
          "unijax/autograd/grad", _AG, "ratio", 1.05) for w in ("mlp", "loop", "gp")),
+    _t("torch_grad_mlp", "unijax.grad on torch <= 1.05x torch.func.grad (mlp)", "mlp",
+       "unijax/torch/grad", "native/torch/grad", "ratio", 1.05),
+    _t("torch_grad_overhead_tiny", "unijax.grad on torch <= 1 us extra per call vs "
+       "torch.func.grad (tiny)", "tiny", "unijax/torch/grad", "native/torch/grad", "overhead",
+       1e-6),
+    _t("torch_vmap_grad_per_example", "per-example grads, unijax vmap(grad) on torch <= 1.05x "
+       "torch.func.vmap(torch.func.grad)", "per_example", "unijax/torch/vmap(grad)",
+       "native/torch/vmap(grad)", "ratio", 1.05),
+    *(_t(f"torch_jit_grad_{w}_vs_{n}", f"unijax.jit(grad) on torch vs {label} ({w})", w,
+         "unijax/torch/jit(grad)", f"native/torch/{n}", "ratio", limit)
+      for w in ("mlp", "loop") for n, label, limit in (
+          ("jit(grad)", "torch.compile(torch.func.grad)", 1.5),
+          ("grad", "eager torch.func.grad", 1.0))),
 )
