@@ -31,7 +31,8 @@ def _assert_conforms(backend: str, **kwargs: Any) -> None:
     assert statuses <= {"passed", "xfail"}, f"{backend}: {statuses}"
 
 
-@pytest.mark.parametrize("backend", ["numpy", "autograd", "jax", "array_api_strict"])
+@pytest.mark.parametrize("backend", ["numpy", "autograd", "jax", "array_api_strict", "torch",
+                                     "dask"])
 def test_conformance(backend: str) -> None:
     _assert_conforms(backend)
 

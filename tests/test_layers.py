@@ -19,7 +19,7 @@ from importlinter.cli import lint_imports
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("unijax", "unijax_numpy", "unijax_jax", "unijax_autograd", "unijax_cupy",
-            "unijax_array_api_strict", "unijax_conformance")
+            "unijax_array_api_strict", "unijax_torch", "unijax_dask", "unijax_conformance")
 SOURCE_DIRS = (ROOT / "src", ROOT / "plugins", ROOT / "conformance")
 
 # (module, function) pairs whose first-party imports defer an optional library.
@@ -27,6 +27,7 @@ DEFERRED = {
     ("unijax_autograd", "_load_namespace"),  # autograd, via the namespace module
     ("unijax_autograd", "_load_native"),  # autograd, via the transforms and custom rules
     ("unijax_cupy", "_compile"),  # the kernel generator, needed only once CuPy runs
+    ("unijax_torch", "_load_native"),  # torch, via torch.func's transforms and custom rules
 }
 # pytest imports its plugin in every session of the environment: unijax loads on use.
 LIGHT_MODULES = {"unijax_conformance.plugin"}

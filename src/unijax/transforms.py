@@ -475,12 +475,15 @@ class _Jit(_Transformed):
     """The state of one ``jit``-compiled function; users call :attr:`function`."""
 
     def __init__(self, fun: Callable[..., Any], static_argnums: Any, static_argnames: Any,
-                 backend: str | None) -> None:
+                 backend: str | None, placement: dict[str, Any] | None = None) -> None:
         super().__init__(fun, "jit", backend)
         self.static_argnums = normalize_argnums(
             static_argnums, self.api, fun, name="static_argnums") if static_argnums else ()
         self.static_argnames = normalize_static_argnames(
             static_argnames, self.api, fun) if static_argnames else ()
+        # in_shardings, out_shardings, donate_argnums: only those given, so that a native
+        # jit without them is called as before.
+        self.placement = _check_placement(placement or {}, self.api, fun)
         self._engine_jits: dict[str, Any] = {}
         # backend name -> (native jit, the backend, the types it takes as they are). Only
         # backends named by configuration are kept; emptied whenever plugins change.
@@ -489,7 +492,7 @@ class _Jit(_Transformed):
 
     def _build(self, factory: Callable[..., Any]) -> Any:
         return factory(self.fun, static_argnums=self.static_argnums or None,
-                       static_argnames=self.static_argnames or None)
+                       static_argnames=self.static_argnames or None, **self.placement)
 
     def _call(self, name: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self.static_argnums or self.static_argnames:
@@ -513,6 +516,7 @@ class _Jit(_Transformed):
     def _engine_jit(self, backend: Any) -> Any:
         jitted = self._engine_jits.get(backend.name)
         if jitted is None:
+            _check_single_device(self.placement, backend, self.api)
             # The cache size in effect when this backend first runs the function.
             jitted = self._engine_jits[backend.name] = JitFunction(
                 self.fun, self.static_argnums, self.static_argnames, backend=backend,
@@ -529,23 +533,74 @@ class _Jit(_Transformed):
             j.clear_cache()
 
 
+def _check_placement(placement: dict[str, Any], api: str,
+                     fun: Callable[..., Any]) -> dict[str, Any]:
+    """The given ``in_shardings``/``out_shardings``/``donate_argnums``, validated."""
+    checked = {k: v for k, v in placement.items() if v is not None}
+    if "donate_argnums" in checked:
+        donate = checked["donate_argnums"]
+        checked["donate_argnums"] = normalize_argnums(donate, api, fun,
+                                                      name="donate_argnums") if donate else ()
+    return checked
+
+
+def _single_device(value: Any, devices: Sequence[Any]) -> bool:
+    # One of the backend's devices, or a sharding object spanning one device (JAX's
+    # SingleDeviceSharding has device_set, of size 1).
+    device_set = getattr(value, "device_set", None)
+    if device_set is not None:
+        return len(device_set) == 1
+    return any(value is d or str(value) == str(d) for d in devices)
+
+
+def _check_single_device(placement: dict[str, Any], backend: Any, api: str) -> None:
+    """On a backend without a native ``jit``, shardings may only name its one device."""
+    devices = list(backend.devices())
+    for kind in ("in_shardings", "out_shardings"):
+        for leaf in tree_leaves(placement.get(kind)):
+            if not _single_device(leaf, devices):
+                raise TransformArgumentError(message(
+                    f"{api}: {kind} asks for a placement backend {backend.name!r} cannot "
+                    "give; its jit runs each call on one device (one of "
+                    f"{', '.join(map(str, devices)) or 'none listed'})",
+                    got=repr(leaf),
+                    fix=f"Leave {kind}=None on {backend.name!r}, or run on JAX "
+                        "(backend='jax') to shard across devices."))
+
+
 def jit(fun: Callable[..., Any] | None = None, *, static_argnums: int | Sequence[int] | None = None,
         static_argnames: str | Sequence[str] | None = None,
-        backend: str | None = None) -> Any:
+        backend: str | None = None, in_shardings: Any = None, out_shardings: Any = None,
+        donate_argnums: int | Sequence[int] | None = None) -> Any:
     """Compile ``fun``: trace once per input signature, optimise, and lower (JAX's ``jit``).
 
     Usable as ``@jit`` and ``@jit(static_argnums=...)``. Python side effects (``print``)
     run while tracing only. Python control flow on a traced value raises
     :class:`~unijax.errors.ConcretizationError`; mark such arguments static.
 
+    On JAX, ``in_shardings``, ``out_shardings`` and ``donate_argnums`` go to ``jax.jit``
+    as they are. A backend whose ``jit`` comes from the engine runs on one device: it
+    accepts ``None`` or a single-device placement (its device, or a sharding over one
+    device) and ignores ``donate_argnums`` (donation only lets a compiler reuse memory).
+
     Args:
         fun: The function to compile.
         static_argnums: Positional arguments treated as compile-time constants (hashable).
         static_argnames: Keyword arguments treated as compile-time constants.
         backend: Run on this backend.
+        in_shardings: JAX's ``in_shardings``: a sharding per positional argument (a
+            pytree prefix), or one for all.
+        out_shardings: JAX's ``out_shardings``: a sharding per output (a pytree prefix).
+        donate_argnums: Positional arguments whose buffers the compiled function may
+            reuse for its outputs; the caller must not use them afterwards.
 
     Returns:
         The compiled function (``.cache_info()`` reports engine cache hits and misses).
+
+    Raises:
+        ArgnumsError: ``donate_argnums`` is not an int or a tuple of ints in range.
+        TransformArgumentError: A placement over more than one device on a backend whose
+            ``jit`` runs on one (raised at the first call on that backend).
 
     Example:
         >>> import numpy as np
@@ -556,10 +611,12 @@ def jit(fun: Callable[..., Any] | None = None, *, static_argnums: int | Sequence
         >>> power(np.asarray([2.0, 3.0]), 2)
         array([4., 9.])
     """
+    placement = {"in_shardings": in_shardings, "out_shardings": out_shardings,
+                 "donate_argnums": donate_argnums}
     if fun is None:
         return functools.partial(jit, static_argnums=static_argnums,
-                                 static_argnames=static_argnames, backend=backend)
-    return _Jit(fun, static_argnums, static_argnames, backend).function
+                                 static_argnames=static_argnames, backend=backend, **placement)
+    return _Jit(fun, static_argnums, static_argnames, backend, placement).function
 
 
 def make_ir(fun: Callable[..., Any], *, static_argnums: int | Sequence[int] = (),

@@ -275,6 +275,14 @@ def _dtype_name(x: Any) -> str:
 
 def _convert(x: Any, source: Backend, target: Backend, api: str, *, explicit: bool,
              device: Any = None) -> Any:
+    if not explicit and source.extras.get("lazy_arrays"):
+        # Converting would compute the array's whole graph behind the caller's back.
+        raise MixedBackendError(message(
+            f"{api}: an input is a lazy {source.name} array, but backend {target.name!r} "
+            "was chosen; unijax does not compute it implicitly",
+            fix=f"Make every input a {source.name} array (unijax.asarray(a, "
+                f"backend={source.name!r})), or convert it explicitly: "
+                f"unijax.to_backend(x, {target.name!r})."))
     src_kind = source.extras.get("device_kind", lambda _: "cpu")(x)
     dst_kind = target.extras.get("default_device_kind", lambda: "cpu")()
     if src_kind != dst_kind and not explicit:
