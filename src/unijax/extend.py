@@ -44,6 +44,7 @@ Examples:
 
 from __future__ import annotations
 
+from unijax._python_loops import PythonLoops
 from unijax.dispatch.backend import PYTHON_LOOPS, Backend, Capabilities, NativeTransforms
 from unijax.dispatch.hookspecs import hookimpl
 from unijax.dispatch.plugins import register_plugin
@@ -82,6 +83,7 @@ __all__ = [
     "OutForm",
     "Primitive",
     "Program",
+    "PythonLoops",
     "ScalarConstants",
     "SourceGlobals",
     "Var",

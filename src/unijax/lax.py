@@ -63,9 +63,10 @@ def _route(operands: tuple[Any, ...], api: str) -> tuple[str, Any, Any, tuple[An
         # Outside every transform the values are concrete: a plain loop computes them, and
         # code that closes over the namespace of a concrete array keeps working.
         native = PYTHON_LOOPS
-    if native == PYTHON_LOOPS:
-        return "python", PythonLoops(backend.namespace, backend.extras.get("is_tracer")), \
-            backend, operands
+    if native == PYTHON_LOOPS or (isinstance(native, type) and issubclass(native, PythonLoops)):
+        loops = PythonLoops if native == PYTHON_LOOPS else native
+        return "python", loops(backend.namespace, backend.extras.get("is_tracer")), backend, \
+            operands
     return "native", native, backend, operands
 
 

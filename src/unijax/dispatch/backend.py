@@ -133,7 +133,8 @@ class NativeTransforms:
     #: Structured control flow: a module with JAX's ``cond``, ``switch``, ``while_loop``,
     #: ``fori_loop``, ``scan`` and ``map`` (``jax.lax``), or :data:`PYTHON_LOOPS` for a
     #: library whose transforms trace eagerly (Python loops on its own values then work
-    #: under them); ``None``: the engine's primitives.
+    #: under them), or a subclass of ``unijax.extend.PythonLoops`` that refines those
+    #: loops; ``None``: the engine's primitives.
     lax: Any = None
     #: ``jax.checkpoint``'s signature and semantics.
     checkpoint: Callable[..., Any] | None = None
