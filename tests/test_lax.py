@@ -199,7 +199,7 @@ def _rnn_loss(n: int) -> Callable[[Any, Any], Any]:
 def test_staged_program_does_not_grow_with_trip_count() -> None:
     w, h0 = M, P
     sizes = {n: len(unijax.make_ir(unijax.grad(_rnn_loss(n)))(w, h0)) for n in (3, 3000)}
-    assert sizes[3] == sizes[3000] <= 6
+    assert sizes[3] == sizes[3000] <= 20
     program = unijax.make_ir(unijax.grad(_rnn_loss(3000)))(w, h0)
     assert program.primitive_counts()["scan"] == 2  # the forward loop and the backward loop
 

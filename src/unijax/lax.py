@@ -20,10 +20,11 @@ Example:
     >>> from unijax import lax
     >>> def step(total, x):
     ...     return total + x, total
-    >>> lax.scan(step, 0.0, np.arange(4.0))
-    (array(6.), array([0., 1., 3., 6.]))
-    >>> lax.fori_loop(0, 5, lambda i, x: x * 2.0, np.float64(1.0))
-    array(32.)
+    >>> total, partial_sums = lax.scan(step, 0.0, np.arange(4.0))
+    >>> float(total), partial_sums.tolist()
+    (6.0, [0.0, 0.0, 1.0, 3.0])
+    >>> float(lax.fori_loop(0, 5, lambda i, x: x * 2.0, np.float64(1.0)))
+    32.0
 """
 
 from __future__ import annotations
@@ -220,8 +221,8 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
     Example:
         >>> import numpy as np
         >>> from unijax import lax
-        >>> lax.while_loop(lambda x: x < 100, lambda x: x * 3, np.int64(1))
-        array(243)
+        >>> int(lax.while_loop(lambda x: x < 100, lambda x: x * 3, np.int64(1)))
+        243
     """
     _check_callable(cond_fun, "while_loop", "cond_fun")
     _check_callable(body_fun, "while_loop", "body_fun")
@@ -272,8 +273,8 @@ def switch(index: Any, branches: Sequence[Callable[..., Any]], *operands: Any) -
     Example:
         >>> import numpy as np
         >>> from unijax import lax
-        >>> lax.switch(1, [lambda x: x + 1, lambda x: x * 10], np.float64(2.0))
-        array(20.)
+        >>> float(lax.switch(1, [lambda x: x + 1, lambda x: x * 10], np.float64(2.0)))
+        20.0
     """
     branches = list(branches) if isinstance(branches, Sequence) else branches
     if not isinstance(branches, list) or not branches:
@@ -295,8 +296,8 @@ def cond(pred: Any, true_fun: Callable[..., Any], false_fun: Callable[..., Any],
     Example:
         >>> import numpy as np
         >>> from unijax import lax
-        >>> lax.cond(np.asarray(3.0) > 0, lambda x: x, lambda x: -x, np.float64(-2.0))
-        array(-2.)
+        >>> float(lax.cond(np.asarray(3.0) > 0, lambda x: x, lambda x: -x, np.float64(-2.0)))
+        -2.0
     """
     _check_callable(true_fun, "cond", "true_fun")
     _check_callable(false_fun, "cond", "false_fun")

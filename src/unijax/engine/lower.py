@@ -33,6 +33,7 @@ __all__ = [
     "Executable",
     "SourceGlobals",
     "compile_python",
+    "equation_line",
     "function_text",
     "interpret",
 ]
@@ -229,6 +230,39 @@ def function_text(eqn: Equation, xp: Any, glob: SourceGlobals) -> str:
     return glob.bind(impl, "impl_" + prim.qualname.replace(".", "_") + "_")
 
 
+#: Primitives whose array operator the standard defines as the function, written as the
+#: operator in generated code: a namespace's ``matmul`` may be a Python wrapper (NumPy's, in
+#: array_api_compat) costing as much again as the product of two small arrays.
+_INFIX = {"matmul": "@"}
+
+
+def _infix(eqn: Equation, xp: Any) -> str | None:
+    prim = eqn.primitive
+    operator = _INFIX.get(prim.qualname)
+    if operator is None or prim.custom_impl is not None or eqn.params or \
+            len(eqn.inputs) != 2 or not all(isinstance(a, Var) for a in eqn.inputs):
+        return None
+    prim.impl_for(xp)  # validates the primitive as the plain path does
+    return operator
+
+
+def equation_line(eqn: Equation, names: dict[Var, str], xp: Any, glob: SourceGlobals) -> str:
+    """One equation as a line of source, ``d = xp.add(b, c)`` (no indentation)."""
+
+    def atom(a: Atom) -> str:
+        return names[a] if isinstance(a, Var) else glob.value(a.value)
+
+    infix = _infix(eqn, xp)
+    if infix is not None:
+        return f"{names[eqn.outputs[0]]} = {atom(eqn.inputs[0])} {infix} {atom(eqn.inputs[1])}"
+    operands = [atom(a) for a in eqn.inputs]
+    operands += [f"{k}={glob.value(v)}" for k, v in eqn.params.items()]
+    targets = ", ".join(names[v] for v in eqn.outputs)
+    if eqn.primitive.multiple_results and len(eqn.outputs) == 1:
+        targets += ","
+    return f"{targets} = {function_text(eqn, xp, glob)}({', '.join(operands)})"
+
+
 def _out_forms(program: Program, buffers: BufferSupport | None) -> dict[Equation, OutForm]:
     """The equations that can write into an existing array, with the function to call."""
     if buffers is None:
@@ -324,6 +358,13 @@ def compile_python(program: Program, xp: Any, *, name: str = "compiled",
         operands += [f"{k}={glob.value(v)}" for k, v in eqn.params.items()]
         target = names[plan.out[i]] if i in plan.out else \
             slots[plan.slot[i]] if i in plan.slot else None
+        infix = _infix(eqn, xp) if target is None else None
+        if infix is not None:
+            targets = ", ".join(names[v] for v in eqn.outputs)
+            lines.append(f"    {targets} = {operands[0]} {infix} {operands[1]}")
+            if i in plan.release:
+                lines.append(f"    del {', '.join(names[v] for v in plan.release[i])}")
+            continue
         if target is None:
             function = function_text(eqn, xp, glob)
         else:

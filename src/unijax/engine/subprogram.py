@@ -20,6 +20,7 @@ A body is then used three ways:
 from __future__ import annotations
 
 import itertools
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -47,6 +48,7 @@ __all__ = [
     "custom_call_p",
     "differentiable",
     "eval_program",
+    "hoist",
     "jvp_of",
     "stage_body",
 ]
@@ -127,7 +129,7 @@ class Body:
         key = (id(xp), n_invariant)
         parts = self._compiled.get(key)
         if parts is None:
-            prelude, step = _hoist(optimize(self.program), n_invariant)
+            prelude, step = hoist(optimize(self.program), n_invariant)
             parts = (compile_python(prelude, xp, name=f"{self.name}_prelude"),
                      compile_python(step, xp, name=self.name))
             self._compiled[key] = parts
@@ -152,7 +154,7 @@ class Body:
         return f"<Body {self.name}: {len(self.examples)} inputs, {len(self.program)} equations>"
 
 
-def _hoist(program: Program, n_invariant: int) -> tuple[Program, Program]:
+def hoist(program: Program, n_invariant: int) -> tuple[Program, Program]:
     """Split ``program`` into a prelude of the equations that depend only on its first
     ``n_invariant`` inputs (and constants) and the rest (loop-invariant code motion)."""
     invariant: set[Var] = set(program.inputs[:n_invariant]) | set(program.constants)
@@ -285,8 +287,10 @@ def _stage_body(fun: Callable[[list[Any]], Sequence[Any]], examples: Sequence[An
                     else example_value(o) for o in outs]
     program = Program(trace.inputs, trace.constants, trace.equations, atoms)
     captured = trace.captured
+    # The name becomes a function's in generated code: ``scan_<lambda>`` must not.
+    identifier = re.sub(r"\W", "_", name)
     body = Body(program, [*examples, *(example_value(c) for c in captured)], out_examples,
-                f"{name}_{next(_names)}")
+                f"{identifier}_{next(_names)}")
     return body, captured
 
 

@@ -86,6 +86,16 @@ def _matmul_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: tuple[bool, 
     if len(xs) == 1 and len(ys) == 1:  # dot product: the cotangent is a scalar
         return (unbroadcast(mul(ct, y), x) if needs[0] else None,
                 unbroadcast(mul(ct, x), y) if needs[1] else None)
+    if len(xs) + len(ys) == 3:
+        # A matrix and a vector: one product and one outer product, with no reshapes of
+        # the (small, often per-iteration) vector cotangent.
+        if len(ys) == 1:  # (m, k) @ (k,)
+            return (ops.multiply(ops.reshape(ct, (xs[0], 1)), ops.reshape(y, (1, ys[0])))
+                    if needs[0] else None,
+                    matmul_p.bind(matrix_transpose(x), ct) if needs[1] else None)
+        return (matmul_p.bind(y, ct) if needs[0] else None,  # (k,) @ (k, n)
+                ops.multiply(ops.reshape(x, (xs[0], 1)), ops.reshape(ct, (1, ys[1])))
+                if needs[1] else None)
     # Treat 1-D operands as a row (x) or a column (y) so one formula covers every case.
     x2 = ops.reshape(x, (1, xs[0])) if len(xs) == 1 else x
     y2 = ops.reshape(y, (ys[0], 1)) if len(ys) == 1 else y

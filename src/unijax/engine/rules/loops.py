@@ -15,16 +15,29 @@ the carries, not with every intermediate of every iteration. Reverse mode throug
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from unijax.engine.ad import vjp_flat
-from unijax.engine.batching import move_bdim
+from unijax.engine.batching import move_bdim, vmap_flat
 from unijax.engine.core import Primitive, namespace_for_args
+from unijax.engine.ir import Program, Var, dtype_name, var_names
+from unijax.engine.lower import RESERVED_NAMES, SourceGlobals, compile_python, equation_line
 from unijax.engine.namespace import array_functions as ops
+from unijax.engine.optimize import optimize
 from unijax.engine.registry import def_batch, def_jvp, residual_vjp_rules
-from unijax.engine.staging import placeholder_rules
-from unijax.engine.subprogram import Body, batch_of, differentiable, jvp_of, stage_body
+from unijax.engine.staging import placeholder_rules, var_for
+from unijax.engine.subprogram import (
+    Body,
+    batch_of,
+    custom_call_p,
+    differentiable,
+    eval_program,
+    hoist,
+    jvp_of,
+    stage_body,
+)
 from unijax.errors import UnsupportedTransformError, message
 
 __all__ = ["scan_p", "while_p"]
@@ -53,18 +66,142 @@ def _zeros(example: Any, xp: Any, leading: tuple[int, ...] = ()) -> Any:
 # --- scan -------------------------------------------------------------------------------------
 
 
+#: The most bytes a scan's pre-pass may stack (see :class:`_ScanRunner`).
+PREPASS_BUDGET = 64 * 2**20
+
+
+def _bytes(var: Var) -> int:
+    bits = "".join(ch for ch in dtype_name(var.dtype) if ch.isdigit())
+    return math.prod(var.shape) * (int(bits) // 8 if bits else 8)
+
+
+def _split_carry_independent(program: Program, n_inv: int, n_carry: int
+                             ) -> tuple[Program, Program, list[int]]:
+    """Split a loop step (inputs: invariants, carry, per-iteration values) into the
+    equations that do not depend on the carry (a pre-pass that can run for every iteration
+    at once) and the rest. Returns ``(pre, loop, used_xs)``: ``pre`` maps (invariants,
+    per-iteration values) to what the loop reads of it; ``loop`` takes (invariants, carry,
+    the per-iteration values it reads, at ``used_xs``, then ``pre``'s outputs)."""
+    inv = program.inputs[:n_inv]
+    carry = program.inputs[n_inv:n_inv + n_carry]
+    xs = program.inputs[n_inv + n_carry:]
+    dependent: set[Var] = set(carry)
+    pre_eqns, loop_eqns = [], []
+    for eqn in program.equations:
+        if eqn.primitive is custom_call_p or any(
+                isinstance(a, Var) and a in dependent for a in eqn.inputs):
+            loop_eqns.append(eqn)
+            dependent.update(eqn.outputs)
+        else:
+            pre_eqns.append(eqn)
+    made = {v for eqn in pre_eqns for v in eqn.outputs}
+    read = [a for eqn in loop_eqns for a in eqn.inputs] + list(program.outputs)
+    pre_outs = list(dict.fromkeys(a for a in read if isinstance(a, Var) and a in made))
+    read_set = {a for a in read if isinstance(a, Var)}
+    used_xs = [j for j, x in enumerate(xs) if x in read_set]
+    pre = Program([*inv, *xs], program.constants, pre_eqns, pre_outs)
+    loop = Program([*inv, *carry, *(xs[j] for j in used_xs), *pre_outs], program.constants,
+                   loop_eqns, program.outputs)
+    return pre, loop, used_xs
+
+
+def _compile_loop(program: Program, xp: Any, n_inv: int, n_carry: int, name: str) -> Any:
+    """Generate the whole loop of a scan step as one Python function.
+
+    ``loop(*invariants, *carry, *stacked, length, reverse) -> [*carry, *columns]`` runs
+    ``program`` (inputs: invariants, carry, one row of each stacked input) once per row,
+    with the equations written out inside the ``for`` statement: no call, argument list
+    or result list per iteration, which on small arrays costs as much as the arithmetic.
+    """
+    reserved = RESERVED_NAMES | {name, "i", "length", "reverse"}
+    names = var_names(program, reserved=reserved)
+    glob = SourceGlobals(xp)
+    for var, value in program.constants.items():
+        glob.namespace[names[var]] = value
+    inputs = program.inputs
+    inv = [names[v] for v in inputs[:n_inv]]
+    carry = [names[v] for v in inputs[n_inv:n_inv + n_carry]]
+    rows = [names[v] for v in inputs[n_inv + n_carry:]]
+    stacked = [f"_stacked{k}" for k in range(len(rows))]
+    outs = program.outputs
+
+    def atom(a: Any) -> str:
+        return names[a] if isinstance(a, Var) else glob.value(a.value)
+
+    columns = [f"_column{k}" for k in range(len(outs) - n_carry)]
+    args = ", ".join([*inv, *carry, *stacked, "length", "reverse"])
+    lines = [f"def {name}({args}):"]
+    lines += [f"    {c} = [None] * length" for c in columns]
+    lines.append("    for i in (range(length - 1, -1, -1) if reverse else range(length)):")
+    lines += [f"        {r} = {s}[i, ...]" for r, s in zip(rows, stacked, strict=True)]
+    lines += [f"        {equation_line(eqn, names, xp, glob)}" for eqn in program.equations]
+    # The ys first: one may be the carry this iteration received.
+    lines += [f"        {c}[i] = {atom(a)}" for c, a in zip(columns, outs[n_carry:], strict=True)]
+    if carry:
+        lines.append(f"        {', '.join(carry)}, = {', '.join(atom(a) for a in outs[:n_carry])},")
+    finals = [f"xp.asarray({c}, copy=True)" if isinstance(a, Var) and a in program.constants
+              else c for c, a in zip(carry, outs[:n_carry], strict=True)]
+    lines.append(f"    return [{', '.join([*finals, *columns])}]")
+    source = "\n".join(lines) + "\n"
+    exec(compile(source, f"<unijax {name}>", "exec"), glob.namespace)
+    fn = glob.namespace[name]
+    fn.source = source
+    return fn
+
+
+class _ScanRunner:
+    """A scan body, compiled for running on concrete arrays of namespace ``xp``.
+
+    Three parts: a prelude, run once, computes what depends only on the constants
+    (loop-invariant code); a pre-pass computes what depends on the per-iteration inputs
+    but not on the carry for every iteration at once, batched along the scan axis (in a
+    backward scan, the recomputed forward iteration and its local derivatives); the loop
+    runs the rest, one iteration at a time. The pre-pass is skipped when what it would
+    stack exceeds :data:`PREPASS_BUDGET`.
+    """
+
+    def __init__(self, body: Body, xp: Any, nc: int, ncar: int, consts: list[Any],
+                 xs: list[Any], length: int) -> None:
+        prelude, step = hoist(optimize(body.program), nc)
+        self.prelude = compile_python(prelude, xp, name=f"{body.name}_prelude")
+        n_inv = nc + len(prelude.outputs)
+        pre, loop, used = _split_carry_independent(step, n_inv, ncar)
+        stacked = length * sum(_bytes(v) for v in pre.outputs)
+        self.pre: Any = None
+        if pre.equations and length > 1 and stacked <= PREPASS_BUDGET:
+            invariants = [*consts, *self.prelude(*consts)]
+            rows = [x[0, ...] for x in xs]
+            pre_body = Body(pre, [*invariants, *rows], eval_program(pre, [*invariants, *rows]),
+                            f"{body.name}_pre")
+            batched, _ = batch_of(pre_body, [False] * n_inv + [True] * len(rows), length,
+                                  force=[True] * len(pre.outputs))
+            self.pre = batched.compiled(xp)
+            self.used = used
+        else:
+            loop = step
+            self.used = list(range(len(xs)))
+        self.loop = _compile_loop(loop, xp, n_inv, ncar, body.name)
+
+    def __call__(self, consts: list[Any], carry: list[Any], xs: list[Any], length: int,
+                 reverse: bool) -> tuple[list[Any], list[list[Any]]]:
+        invariants = [*consts, *self.prelude(*consts)]
+        per_step = [xs[j] for j in self.used]
+        if self.pre is not None:
+            per_step += self.pre(*invariants, *xs)
+        out = self.loop(*invariants, *carry, *per_step, length, reverse)
+        return out[:len(carry)], out[len(carry):]
+
+
 def _scan_impl(xp: Any, *args: Any, body: Body, num_consts: int, num_carry: int, length: int,
                reverse: bool) -> list[Any]:
     consts, carry, xs = _split(args, num_consts, num_carry)
-    prelude, step = body.compiled_loop(xp, num_consts)
-    consts += prelude(*consts)
     ys_examples = body.out_examples[num_carry:]
-    columns: list[list[Any]] = [[None] * length for _ in ys_examples]
-    for i in (range(length - 1, -1, -1) if reverse else range(length)):
-        out = step(*consts, *carry, *[x[i, ...] for x in xs])
-        carry = out[:num_carry]
-        for column, y in zip(columns, out[num_carry:], strict=True):
-            column[i] = y
+    key = ("scan", id(xp), num_consts, num_carry, length)
+    runner = body._compiled.get(key)
+    if runner is None:
+        runner = body._compiled[key] = _ScanRunner(body, xp, num_consts, num_carry, consts,
+                                                   xs, length)
+    carry, columns = runner(consts, carry, xs, length, reverse)
     if length == 0:
         return [*carry, *(_zeros(e, xp, (0,)) for e in ys_examples)]
     return [*carry, *(xp.stack(column) for column in columns)]
@@ -154,6 +291,10 @@ def _scan_vjp(primals: tuple[Any, ...], needs: tuple[bool, ...], *, body: Body,
                      for c, ct, d in zip(final, ct_final, carry_d, strict=True) if d]
         ct_ys_in = [ops.zeros_like(y) if ct is None else ct
                     for y, ct, d in zip(ys, ct_ys, ys_d, strict=True) if d]
+        if length > 1 and _summable(body, const_d, length):
+            return _backward_then_batched(body, nc, ncar, const_d, carry_d, xs_d, ys_d,
+                                          consts, carries, xs, ct_carry0, ct_ys_in, length,
+                                          reverse)
         acc0 = [ops.zeros_like(c) for c, d in zip(consts, const_d, strict=True) if d]
         step = _scan_backward_body(body, nc, ncar, const_d, carry_d, xs_d, ys_d)
         results = scan_p.bind(*consts, *ct_carry0, *acc0, *carries, *xs, *ct_ys_in,
@@ -166,32 +307,86 @@ def _scan_vjp(primals: tuple[Any, ...], needs: tuple[bool, ...], *, body: Body,
     return [*final, *ys], backward
 
 
+def _summable(body: Body, const_d: list[bool], length: int) -> bool:
+    """Whether stacking one cotangent per iteration for each differentiated constant
+    stays within :data:`PREPASS_BUDGET` (see :func:`_backward_then_batched`)."""
+    examples = [e for e, d in zip(body.examples, const_d, strict=False) if d]
+    return length * sum(_bytes(var_for(e)) for e in examples) <= PREPASS_BUDGET
+
+
+def _backward_then_batched(body: Body, nc: int, ncar: int, const_d: list[bool],
+                           carry_d: list[bool], xs_d: list[bool], ys_d: list[bool],
+                           consts: list[Any], carries: list[Any], xs: list[Any],
+                           ct_carry0: list[Any], ct_ys: list[Any], length: int,
+                           reverse: bool) -> list[Any]:
+    """The backward pass in two parts: a reverse scan of the carry's cotangent alone
+    (the only sequential dependence), which also stacks the cotangent each iteration's
+    carry received; then every iteration's cotangents for the constants and the ``xs``
+    at once, batched along the scan axis (the constants' summed). The loop then runs only
+    what the recurrence needs, and the per-iteration work is a few array operations over
+    all iterations instead of many small ones each."""
+    k_car = len(ct_carry0)
+    loop = _scan_backward_body(body, nc, ncar, [False] * nc, carry_d, [False] * len(xs_d),
+                               ys_d, emit_cts=True)
+    outs = scan_p.bind(*consts, *ct_carry0, *carries, *xs, *ct_ys, body=loop, num_consts=nc,
+                       num_carry=k_car, length=length, reverse=not reverse)
+    ct_init, ct_seen = outs[:k_car], outs[k_car:]
+    if not (any(const_d) or any(xs_d)):
+        return [*_fill([], [False] * nc), *_fill(ct_init, carry_d), *[None] * len(xs_d)]
+
+    def one(flat: list[Any]) -> list[Any]:
+        c, ct_c, carry, x, ct_y = _split(flat, nc, k_car, ncar, len(xs_d))
+        return _iteration_vjp(body, const_d, carry_d, xs_d, ys_d, c, carry, x, ct_c, ct_y,
+                              wrt_carry=False)
+
+    results = vmap_flat(one, [*consts, *ct_seen, *carries, *xs, *ct_ys],
+                        [None] * nc + [0] * (k_car + len(carries) + len(xs) + len(ct_ys)),
+                        length)
+    k_c = sum(const_d)
+    ct_consts = [ops.sum(move_bdim(v, d, 0, length), axis=0) for v, d in results[:k_c]]
+    ct_xs = [move_bdim(v, d, 0, length) for v, d in results[k_c:]]
+    return [*_fill(ct_consts, const_d), *_fill(ct_init, carry_d), *_fill(ct_xs, xs_d)]
+
+
+def _iteration_vjp(body: Body, const_d: list[bool], carry_d: list[bool], xs_d: list[bool],
+                   ys_d: list[bool], consts: list[Any], carry: list[Any], xs: list[Any],
+                   ct_carry: list[Any], ct_ys: list[Any], *, wrt_carry: bool = True
+                   ) -> list[Any]:
+    """One iteration's VJP: the cotangents of the differentiated constants, carry (if
+    ``wrt_carry``) and ``xs``, given those of its carry and ``ys`` outputs."""
+    in_carry = [d and wrt_carry for d in carry_d]
+    mask = [*const_d, *in_carry, *xs_d]
+    full = [*consts, *carry, *xs]
+
+    def fun(values: list[Any]) -> list[Any]:
+        it = iter(values)
+        args = [next(it) if m else v for v, m in zip(full, mask, strict=True)]
+        outs = body(*args)
+        return [o for o, d in zip(outs, [*carry_d, *ys_d], strict=True) if d]
+
+    _, back = vjp_flat(fun, [v for v, m in zip(full, mask, strict=True) if m])
+    return back([*ct_carry, *ct_ys], release=True)
+
+
 def _fill(values: list[Any], mask: Sequence[bool]) -> list[Any]:
     it = iter(values)
     return [next(it) if m else None for m in mask]
 
 
 def _scan_backward_body(body: Body, nc: int, ncar: int, const_d: list[bool],
-                        carry_d: list[bool], xs_d: list[bool], ys_d: list[bool]) -> Body:
-    """One reverse iteration: recompute an iteration, apply its VJP, accumulate."""
+                        carry_d: list[bool], xs_d: list[bool], ys_d: list[bool], *,
+                        emit_cts: bool = False) -> Body:
+    """One reverse iteration: recompute an iteration, apply its VJP, accumulate. With
+    ``emit_cts``, also return (as a ``y``) the cotangent the iteration's carry received."""
     k_car, k_c, n_x = sum(carry_d), sum(const_d), len(xs_d)
 
     def step(flat: list[Any]) -> list[Any]:
         consts, ct_carry, acc, carry, xs, ct_ys = _split(flat, nc, k_car, k_c, ncar, n_x)
-        mask = [*const_d, *carry_d, *xs_d]
-        full = [*consts, *carry, *xs]
-        diff = [v for v, m in zip(full, mask, strict=True) if m]
-
-        def fun(values: list[Any]) -> list[Any]:
-            it = iter(values)
-            args = [next(it) if m else v for v, m in zip(full, mask, strict=True)]
-            outs = body(*args)
-            return [o for o, d in zip(outs, [*carry_d, *ys_d], strict=True) if d]
-
-        _, back = vjp_flat(fun, diff)
-        in_cts = back([*ct_carry, *ct_ys], release=True)
+        in_cts = _iteration_vjp(body, const_d, carry_d, xs_d, ys_d, consts, carry, xs,
+                                ct_carry, ct_ys)
         ct_consts, ct_carry_prev, ct_x = _split(in_cts, k_c, k_car)
-        return [*ct_carry_prev, *(a + c for a, c in zip(acc, ct_consts, strict=True)), *ct_x]
+        return [*ct_carry_prev, *(a + c for a, c in zip(acc, ct_consts, strict=True)), *ct_x,
+                *(ct_carry if emit_cts else ())]
 
     ex_consts, ex_carry, ex_xs = _split(body.examples, nc, ncar)
     ex_ys = body.out_examples[ncar:]
