@@ -105,7 +105,7 @@ def _is_static_int(value: Any) -> bool:
         return False
     try:
         operator.index(value)
-    except TypeError:
+    except Exception:  # a traced value (each library raises its own error)
         return False
     return True
 

@@ -111,6 +111,28 @@ def _to_array(value: Any, xp: Any, like: Any = None) -> Any:
     return as_array(value, xp)
 
 
+def _weak_carry(treedef: Any, carry: Sequence[Any], given: Sequence[Any]) -> Any:
+    """The carry to check a body's output against: a leaf given as a Python scalar is
+    weakly typed (a float32 body may return a float32 array for an initial 0.0)."""
+    return tree_util.tree_unflatten(treedef, [g if isinstance(g, _SCALARS) else c
+                                              for c, g in zip(carry, given, strict=True)])
+
+
+def _adopt_output_types(given: Sequence[Any], init: list[Any], outs: Sequence[Any]) -> bool:
+    """Give each carry that started as a Python scalar the namespace and dtype the body
+    returns for it (as JAX promotes a weakly typed carry); whether any changed."""
+    changed = False
+    for i, (g, out) in enumerate(zip(given, outs, strict=False)):
+        if not isinstance(g, _SCALARS) or not hasattr(out, "dtype"):
+            continue
+        xp = namespace_for_args((out,))
+        if namespace_for_args((init[i],)) is not xp or \
+                dtype_name(init[i].dtype) != dtype_name(out.dtype):
+            init[i] = xp.asarray(g, dtype=out.dtype)
+            changed = True
+    return changed
+
+
 def _tainted(leaves: Sequence[Any]) -> bool:
     return any(is_placeholder(leaf) for leaf in leaves)
 
@@ -140,6 +162,7 @@ def scan(f: Callable[..., Any], init: Any, xs: Any = None, length: int | None = 
     init_leaves, init_def = tree_util.tree_flatten(init)
     xs_leaves, xs_def = tree_util.tree_flatten(xs)
     xp = _namespace([*init_leaves, *xs_leaves])
+    given = list(init_leaves)
     init_leaves = [_to_array(c, xp) for c in init_leaves]
     x_examples = _examples_of_rows(xs_leaves, xp)
     tainted = _tainted([*init_leaves, *xs_leaves])
@@ -150,7 +173,7 @@ def scan(f: Callable[..., Any], init: Any, xs: Any = None, length: int | None = 
         carry = tree_util.tree_unflatten(init_def, flat[:n_carry])
         x = tree_util.tree_unflatten(xs_def, flat[n_carry:n_carry + len(xs_leaves)])
         new_carry, y = scan_pair(f(carry, x), name)
-        check_match("scan", tree_util.tree_unflatten(init_def, flat[:n_carry]), new_carry,
+        check_match("scan", _weak_carry(init_def, flat[:n_carry], given), new_carry,
                     expected_label="the carry it was given", got_label="the carry it returned",
                     fix="Return a carry of the same structure, shapes and dtypes as the "
                         "initial one (cast with xp.astype, or make the initial carry match).")
@@ -159,8 +182,11 @@ def scan(f: Callable[..., Any], init: Any, xs: Any = None, length: int | None = 
         return [*(_to_array(c, xp, like) for c, like in zip(c_leaves, flat, strict=False)),
                 *(_to_array(v, xp) for v in y_leaves)]
 
-    examples = [example_value(c) for c in init_leaves] + x_examples
-    body, captured = stage_body(flat_body, examples, name=f"scan_{name}", tainted=tainted)
+    while True:
+        examples = [example_value(c) for c in init_leaves] + x_examples
+        body, captured = stage_body(flat_body, examples, name=f"scan_{name}", tainted=tainted)
+        if not _adopt_output_types(given, init_leaves, body.out_examples):
+            break
     body = _with_captured_first(body, len(examples))
     outs = scan_p.bind(*captured, *init_leaves, *xs_leaves, body=body,
                        num_consts=len(captured), num_carry=n_carry, length=length,
@@ -177,9 +203,9 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
     """``jax.lax.while_loop`` on the engine."""
     init_leaves, init_def = tree_util.tree_flatten(init_val)
     xp = _namespace(init_leaves)
+    given = list(init_leaves)
     init_leaves = [_to_array(c, xp) for c in init_leaves]
     tainted = _tainted(init_leaves)
-    examples = [example_value(c) for c in init_leaves]
     n = len(init_leaves)
 
     def flat_cond(flat: list[Any]) -> list[Any]:
@@ -197,16 +223,21 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
     def flat_body(flat: list[Any]) -> list[Any]:
         carry = tree_util.tree_unflatten(init_def, flat[:n])
         new = body_fun(carry)
-        check_match("while_loop", carry, new, expected_label="the carry body_fun was given",
+        check_match("while_loop", _weak_carry(init_def, flat[:n], given), new,
+                    expected_label="the carry body_fun was given",
                     got_label="the carry body_fun returned",
                     fix="Return a carry of the same structure, shapes and dtypes as init_val.")
         return [_to_array(c, xp, like) for c, like in zip(tree_util.tree_leaves(new), flat,
                                                             strict=False)]
 
+    while True:
+        examples = [example_value(c) for c in init_leaves]
+        body, body_captured = stage_body(flat_body, examples,
+                                         name=f"body_{fun_name(body_fun)}", tainted=tainted)
+        if not _adopt_output_types(given, init_leaves, body.out_examples):
+            break
     cond_body, cond_captured = stage_body(flat_cond, examples,
                                           name=f"cond_{fun_name(cond_fun)}", tainted=tainted)
-    body, body_captured = stage_body(flat_body, examples, name=f"body_{fun_name(body_fun)}",
-                                     tainted=tainted)
     outs = while_p.bind(*cond_captured, *body_captured, *init_leaves,
                         cond=_with_captured_first(cond_body, n),
                         body=_with_captured_first(body, n),

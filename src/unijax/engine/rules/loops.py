@@ -166,7 +166,7 @@ class _ScanRunner:
         self.prelude = compile_python(prelude, xp, name=f"{body.name}_prelude")
         n_inv = nc + len(prelude.outputs)
         pre, loop, used = _split_carry_independent(step, n_inv, ncar)
-        stacked = length * sum(_bytes(v) for v in pre.outputs)
+        stacked = length * sum(_bytes(v) for v in pre.outputs if isinstance(v, Var))
         self.pre: Any = None
         if pre.equations and length > 1 and stacked <= PREPASS_BUDGET:
             invariants = [*consts, *self.prelude(*consts)]
