@@ -16,14 +16,16 @@ torch = pytest.importorskip("torch")
 from array_api_compat import array_namespace  # noqa: E402
 
 import unijax  # noqa: E402
-from unijax import tree_util  # noqa: E402
+from unijax import lax, tree_util  # noqa: E402
 from unijax.dispatch.plugins import get_backend  # noqa: E402
 from unijax.errors import (  # noqa: E402
     ArgnumsError,
     BatchingError,
     ConcretizationError,
+    ControlFlowError,
     NonDifferentiableError,
     NonScalarOutputError,
+    UnsupportedTransformError,
 )
 from unijax.testing import check_grads, check_jit, check_vmap  # noqa: E402
 
@@ -228,6 +230,80 @@ def test_vmap_out_axes_none_for_batched_output_and_inplace_capture() -> None:
 
     with pytest.raises(BatchingError):
         unijax.vmap(write)(T(np.ones((2, 3))))
+
+
+# --- unijax.lax -------------------------------------------------------------------------------
+
+
+def _branchy(p: Any) -> Any:
+    ns = array_namespace(p)
+    flipped = lax.cond(ns.sum(p) > 0, lambda q: ns.sin(q) * 2.0, lambda q: q * q, p)
+    index = ns.sum(ns.astype(p > 0, ns.int32)) - 1  # -1 and 3 are clamped
+    picked = lax.switch(index, [lambda q: q + 1.0, ns.exp, lambda q: ns.cos(q) * q], p)
+    return flipped + picked
+
+
+def test_vmap_of_cond_and_switch_with_batched_predicate_matches_loop() -> None:
+    ps = T([[0.4, -0.8, 1.3], [-1.0, -2.0, -0.5], [0.3, 0.2, 0.1], [-0.2, 0.9, -0.4]])
+    loop = torch.stack([_branchy(p) for p in ps])  # every example takes another branch
+    close(unijax.vmap(_branchy)(ps), loop)
+    grads = unijax.vmap(unijax.grad(lambda p: array_namespace(p).sum(_branchy(p))))(ps)
+    close(grads, torch.stack([unijax.grad(lambda p: xp.sum(_branchy(p)))(p) for p in ps]))
+    with pytest.raises(ControlFlowError):
+        unijax.vmap(lambda p: lax.cond(xp.sum(p) > 0, lambda q: q, lambda q: (q, q), p))(ps)
+
+
+def _halvings(x: Any) -> Any:
+    """How often ``x`` halves before it is at most 1, and what is left."""
+    return lax.while_loop(lambda c: c[1] > 1.0, lambda c: (c[0] + 1, c[1] / 2.0),
+                          (xp.asarray(0), x))
+
+
+def test_while_loop_under_vmap_runs_each_example_its_own_trip_count() -> None:
+    xs = T([0.5, 3.0, 17.0, 1.0, 100.0])
+    counts, rests = unijax.vmap(_halvings)(xs)
+    assert counts.tolist() == [0, 2, 5, 0, 7]
+    loop = [_halvings(x) for x in xs]
+    close(rests, torch.stack([r for _, r in loop]))
+    nested_counts, _ = unijax.vmap(unijax.vmap(_halvings))(xs.reshape(5, 1) * T([1.0, 4.0]))
+    assert nested_counts.tolist() == [[0, 1], [2, 4], [5, 7], [0, 2], [7, 9]]
+    bounded = unijax.vmap(lambda n: lax.fori_loop(0, 4, lambda i, acc: acc + n * i, n))
+    close(bounded(T([1.0, 2.0])), T([7.0, 14.0]))
+
+
+def _doubled_past_ten(p: Any) -> Any:
+    return xp.sum(lax.while_loop(lambda c: xp.sum(c) < 10.0, lambda c: c * 2.0, p))
+
+
+def test_forward_mode_through_while_loop_and_reverse_mode_refused() -> None:
+    p, t = T([1.0, 2.0]), T([1.0, -0.5])
+    value, tangent = unijax.jvp(_doubled_past_ten, (p,), (t,))  # 1 + 2 doubles to 12
+    close((value, tangent), (T(12.0), T(2.0)))
+    close(unijax.jacfwd(_doubled_past_ten)(p), T([4.0, 4.0]))
+    close(unijax.vmap(unijax.jacfwd(_doubled_past_ten))(T([[1.0, 2.0], [3.0, 4.0]])),
+          T([[4.0, 4.0], [2.0, 2.0]]))
+    for reverse in (unijax.grad(_doubled_past_ten), unijax.jacrev(_doubled_past_ten),
+                    unijax.hessian(_doubled_past_ten),
+                    lambda q: unijax.vjp(_doubled_past_ten, q),
+                    lambda q: unijax.jvp(unijax.grad(_doubled_past_ten), (q,), (q,))):
+        with pytest.raises(UnsupportedTransformError):
+            reverse(p)
+    with pytest.raises(UnsupportedTransformError):
+        unijax.vmap(unijax.grad(_doubled_past_ten))(T([[1.0, 2.0], [3.0, 4.0]]))
+    # A carry reverse mode does not differentiate is no reason to refuse.
+    g = unijax.grad(lambda q: _halvings(xp.asarray(8.0))[1] * xp.sum(q))(p)
+    close(g, T([1.0, 1.0]))
+
+
+def test_jit_while_loop_from_constant_carry_and_empty_scan() -> None:
+    def f(p: Any) -> Any:
+        ns = array_namespace(p)
+        return lax.while_loop(lambda c: c < ns.sum(p), lambda c: c + 1.0, 0.0)
+
+    close(unijax.jit(f)(T([2.0, 3.0])), T(5.0))
+    carry, ys = lax.scan(lambda c, x: (c + xp.sum(x), x * 2.0), T(1.0), T(np.zeros((0, 3))))
+    close(carry, T(1.0))
+    assert ys.shape == (0, 3) and ys.dtype == torch.float64
 
 
 # --- custom rules and stop_gradient --------------------------------------------------------

@@ -14,6 +14,9 @@ the backend is used. The namespace is ``array_api_compat.torch``.
   dtype. When unijax uses torch and that is float64, the plugin sets torch's default dtype
   to float64, as the JAX plugin enables x64 (only ever upwards: other threads may still
   want float64), so ``xp.asarray(1.0)`` and ``xp.zeros(n)`` follow unijax's rule.
+* **Control flow**: ``unijax.lax`` runs as Python loops on tensors, which ``torch.func``
+  differentiates; under ``vmap`` a batched predicate or index selects per example with
+  ``torch.where``, as ``jax.lax`` does (``unijax_torch.control_flow``).
 * **Errors**: ``torch.func``'s errors for a misuse (data-dependent control flow or
   shapes under ``vmap``, ``.item()``) become unijax's (``unijax_torch.translate``).
 """
@@ -31,7 +34,7 @@ from unijax_torch.compiler import compile_program, status
 from unijax_torch.translate import translate_error
 
 _NATIVE = frozenset({"grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "hessian",
-                     "vmap", "custom_vjp", "custom_jvp", "stop_gradient"})
+                     "vmap", "custom_vjp", "custom_jvp", "stop_gradient", "lax"})
 
 _loaded: list[bool] = []  # non-empty once unijax uses torch; until then torch is the user's
 
@@ -62,6 +65,7 @@ def _load_namespace() -> Any:
 
 
 def _load_native() -> NativeTransforms:
+    from unijax_torch.control_flow import TorchLoops
     from unijax_torch.custom import custom_jvp, custom_vjp, stop_gradient
     from unijax_torch.transforms import (
         grad,
@@ -77,7 +81,7 @@ def _load_native() -> NativeTransforms:
     return NativeTransforms(
         grad=grad, value_and_grad=value_and_grad, jvp=jvp, vjp=vjp, jacfwd=jacfwd,
         jacrev=jacrev, hessian=hessian, vmap=vmap, custom_vjp=custom_vjp,
-        custom_jvp=custom_jvp, stop_gradient=stop_gradient)
+        custom_jvp=custom_jvp, stop_gradient=stop_gradient, lax=TorchLoops)
 
 
 def _devices() -> Sequence[Any]:
