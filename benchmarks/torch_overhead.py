@@ -20,6 +20,7 @@ load of a shared machine.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import time
@@ -92,4 +93,7 @@ def mlp_ratio(rounds: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 21)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rounds", nargs="?", type=int, default=21,
+                        help="paired rounds per comparison (default 21)")
+    main(parser.parse_args().rounds)

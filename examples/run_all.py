@@ -19,12 +19,14 @@ from typing import Any
 import gp_regression
 import logistic_regression
 import mlp_clipped
+import rnn_scan
 
 #: Example name -> (module, default steps, steps with --quick).
 EXAMPLES = {
     "logistic_regression": (logistic_regression, 100, 30),
     "mlp_clipped": (mlp_clipped, 40, 12),
     "gp_regression": (gp_regression, 60, 12),
+    "rnn_scan": (rnn_scan, 80, 20),
 }
 
 

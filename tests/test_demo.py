@@ -7,7 +7,7 @@ import pytest
 
 from unijax.cli.demo import train
 
-BACKENDS = ["numpy", "autograd", "jax", "array_api_strict"]
+BACKENDS = ["numpy", "autograd", "jax", "array_api_strict", "torch"]
 
 
 @pytest.fixture(scope="module")

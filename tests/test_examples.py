@@ -22,7 +22,7 @@ from unijax.cli.benchmarks.harness import available_libraries
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-BACKENDS = ("numpy", "autograd", "jax", "array_api_strict")
+BACKENDS = ("numpy", "autograd", "jax", "array_api_strict", "torch")
 USABLE = [b for b, why in available_libraries(BACKENDS).items() if why is None]
 
 
@@ -31,13 +31,20 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def _backend_env(backend: str) -> dict[str, str]:
+    # A quick run would spend most of its time in torch.compile, which jit only hands the
+    # hottest programs to; generated Python gives the same values.
+    extra = {"UNIJAX_TORCH_COMPILE": "never"} if backend == "torch" else {}
+    return _env(UNIJAX_BACKEND=backend, **extra)
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     """``run_all.py --json --quick`` on every usable backend, all started at once."""
     cwd = tmp_path_factory.mktemp("examples")  # no pyproject.toml above: env decides
     procs = {b: subprocess.Popen([sys.executable, str(EXAMPLES / "run_all.py"), "--json",
                                   "--quick"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True, cwd=cwd, env=_env(UNIJAX_BACKEND=b))
+                                 text=True, cwd=cwd, env=_backend_env(b))
              for b in USABLE}
     found = {}
     for backend, proc in procs.items():
@@ -66,7 +73,8 @@ def test_losses_fall(results) -> None:
         r = run["results"]
         for name, series in (("logistic_regression", r["logistic_regression"]["losses"]),
                              ("mlp_clipped", r["mlp_clipped"]["losses"]),
-                             ("gp_regression", r["gp_regression"]["nll"])):
+                             ("gp_regression", r["gp_regression"]["nll"]),
+                             ("rnn_scan", r["rnn_scan"]["losses"])):
             assert series[-1] < series[0], f"{name} on {backend}: {series}"
             assert all(np.isfinite(series)), f"{name} on {backend}: {series}"
         assert r["logistic_regression"]["accuracy"] > 0.8

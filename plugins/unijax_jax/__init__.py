@@ -138,6 +138,7 @@ _MISMATCH_FIX = ("Make every branch return the same structure, shapes and dtypes
                  "body return a carry of the same structure, shapes and dtypes as the "
                  "initial one.")
 _WHILE_REVERSE = "Reverse-mode differentiation does not work for lax.while_loop"
+_JVP_OF_CUSTOM_VJP = "can't apply forward-mode autodiff (jvp) to a custom_vjp function"
 
 
 def _translate_error(err: Exception) -> Exception | None:
@@ -155,6 +156,12 @@ def _translate_error(err: Exception) -> Exception | None:
         return ControlFlowError(message(
             "a control-flow construct got branches or a loop carry whose types do not match",
             got=first_line, fix=_MISMATCH_FIX))
+    if isinstance(err, TypeError) and first_line.startswith(_JVP_OF_CUSTOM_VJP):
+        return UnsupportedTransformError(message(
+            "forward-mode differentiation (jvp, jacfwd, hessian) of a custom_vjp function "
+            "is not defined: a custom VJP gives only reverse-mode rules",
+            fix="Use reverse mode (grad, vjp, jacrev), or define the function with "
+                "unijax.custom_jvp instead."))
     if isinstance(err, ValueError) and first_line.startswith(_WHILE_REVERSE):
         return UnsupportedTransformError(message(
             "reverse-mode differentiation (grad, vjp, jacrev) through while_loop is not "

@@ -16,7 +16,7 @@ from typing import Any
 from unijax import tree_util
 from unijax._validate import fun_name
 from unijax.engine.frontend import as_array
-from unijax.engine.lax import check_match, scan_pair
+from unijax.engine.lax import check_match, check_predicate, scan_pair
 from unijax.errors import UnsupportedTransformError, message
 
 __all__ = ["PythonLoops"]
@@ -77,7 +77,7 @@ class PythonLoops:
                    init_val: Any) -> Any:
         carry = tree_util.tree_map(self._as_array, init_val)
         self._refuse_reverse_mode(carry)
-        while bool(cond_fun(carry)):
+        while bool(check_predicate(cond_fun(carry), cond_fun)):
             new = body_fun(carry)
             check_match("while_loop", carry, new, expected_label="the carry body_fun was given",
                         got_label="the carry body_fun returned",

@@ -28,6 +28,7 @@ from unijax.errors import ControlFlowError, message
 __all__ = [
     "aval",
     "check_match",
+    "check_predicate",
     "checkpoint",
     "fori_loop",
     "scan",
@@ -85,6 +86,19 @@ def _kind_accepts(kind: str, scalar: Any) -> bool:
     if isinstance(scalar, float):
         return kind in ("real floating", "complex floating")
     return kind == "complex floating"
+
+
+def check_predicate(pred: Any, cond_fun: Callable[..., Any]) -> Any:
+    """``pred`` if it is a boolean scalar (a Python bool or a 0-d array), else a clear error."""
+    if isinstance(pred, bool):
+        return pred
+    if not hasattr(pred, "shape") or tuple(pred.shape) != () or \
+            dtype_kind(pred.dtype) != "bool":
+        raise ControlFlowError(message(
+            f"while_loop: cond_fun {fun_name(cond_fun)} must return a boolean scalar",
+            got=aval(pred) if hasattr(pred, "shape") else type(pred).__name__,
+            fix="Return a 0-d boolean array, such as xp.all(...) or `x < n`."))
+    return pred
 
 
 def scan_pair(out: Any, name: str) -> tuple[Any, Any]:
@@ -209,16 +223,9 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
     n = len(init_leaves)
 
     def flat_cond(flat: list[Any]) -> list[Any]:
-        pred = cond_fun(tree_util.tree_unflatten(init_def, flat[:n]))
-        if isinstance(pred, bool):
-            return [xp.asarray(pred)]
-        if not hasattr(pred, "shape") or tuple(pred.shape) != () or \
-                dtype_kind(pred.dtype) != "bool":
-            raise ControlFlowError(message(
-                f"while_loop: cond_fun {fun_name(cond_fun)} must return a boolean scalar",
-                got=aval(pred) if hasattr(pred, "shape") else type(pred).__name__,
-                fix="Return a 0-d boolean array, such as xp.all(...) or `x < n`."))
-        return [pred]
+        pred = check_predicate(cond_fun(tree_util.tree_unflatten(init_def, flat[:n])),
+                               cond_fun)
+        return [xp.asarray(pred) if isinstance(pred, bool) else pred]
 
     def flat_body(flat: list[Any]) -> list[Any]:
         carry = tree_util.tree_unflatten(init_def, flat[:n])
