@@ -172,3 +172,45 @@ def tiny(x: Any, y: Any) -> Any:
 def tiny_native(np: Any, x: Any, y: Any) -> Any:
     """:func:`tiny` for a NumPy-like module."""
     return np.sum(np.sin(x) * y)
+
+
+# --- a recurrence under unijax.lax.scan ------------------------------------------------------
+
+
+def rnn_scan(params: dict[str, Any], h0: Any, xs: Any) -> Any:
+    """``h = tanh(w @ h + x)`` over the rows of ``xs`` with ``unijax.lax.scan``; ``sum(h*h)``."""
+    from unijax import lax
+
+    xp = array_namespace(h0)
+    w = params["w"]
+
+    def step(h: Any, x: Any) -> Any:
+        return xp.tanh(w @ h + x), None
+
+    h, _ = lax.scan(step, h0, xs)
+    return xp.sum(h * h)
+
+
+def rnn_loop_native(np: Any, params: dict[str, Any], h0: Any, xs: Any) -> Any:
+    """:func:`rnn_scan` as a Python loop for a NumPy-like module."""
+    h = h0
+    for t in range(xs.shape[0]):
+        h = np.tanh(np.dot(params["w"], h) + xs[t])
+    return np.sum(h * h)
+
+
+def chain(x: Any, segments: int, steps: int, checkpointed: bool) -> Any:
+    """``segments`` x ``steps`` elementwise steps; with ``checkpointed``, each segment is a
+    ``unijax.checkpoint`` call, so reverse mode keeps one segment's intermediates at a time."""
+    import unijax
+
+    def segment(h: Any) -> Any:
+        xp = array_namespace(h)
+        for _ in range(steps):
+            h = xp.tanh(h * 1.01 + 0.1)
+        return h
+
+    seg = unijax.checkpoint(segment) if checkpointed else segment
+    for _ in range(segments):
+        x = seg(x)
+    return array_namespace(x).sum(x)

@@ -36,7 +36,9 @@ ARRAY_LIBRARIES = ("numpy", "jax", "jaxlib", "autograd", "cupy", "array_api_stri
 
 #: MLP variants whose peak memory is compared (NumPy-based, so tracemalloc sees them).
 MEMORY_VARIANTS = ("native/numpy/forward", "native/autograd/grad", "unijax/numpy/grad",
-                   "unijax/numpy/jit(grad)", "unijax/autograd/grad")
+                   "unijax/numpy/jit(grad)", "unijax/autograd/grad",
+                   # the checkpoint workload: one gradient, with and without checkpoint
+                   "unijax/numpy/grad (chain)", "unijax/numpy/grad(checkpoint) (chain)")
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS",
                 "JAX_PLATFORMS")
@@ -114,28 +116,31 @@ def peak_bytes(thunk: Callable[[], Any], runs: int) -> int:
 
 def measure_memory(settings: Settings, libraries: dict[str, str | None],
                    keys: Sequence[str] = MEMORY_VARIANTS) -> dict[str, Any]:
-    """Peak memory of one call of each MLP variant in ``keys`` (warmed up first).
+    """Peak memory of one call of each MLP and checkpoint variant in ``keys`` (warmed up).
 
     Returns:
         ``peak_bytes`` (variant key -> bytes), ``errors`` (variant key -> message) and
         the MLP size used.
     """
-    workload = get_workload("mlp")
-    size = workload_size(workload, settings)
-    data = workload.make_data(size)
     peaks: dict[str, int] = {}
     errors: dict[str, str] = {}
-    for v in workload.variants:
-        if v.key not in keys or libraries.get(v.library, "") is not None:
-            continue
-        try:
-            thunk = v.build(data)
-            for _ in range(max(2, settings.warmup)):  # compile, fill caches
-                thunk()
-            peaks[v.key] = peak_bytes(thunk, settings.memory_runs)
-        except Exception as err:  # report and go on
-            errors[v.key] = f"{type(err).__name__}: {err}"[:300]
-    return {"workload": "mlp", "size": size, "peak_bytes": peaks, "errors": errors}
+    sizes = {}
+    for name in ("mlp", "checkpoint"):
+        workload = get_workload(name)
+        size = sizes[name] = workload_size(workload, settings)
+        data = workload.make_data(size)
+        for v in workload.variants:
+            if v.key not in keys or libraries.get(v.library, "") is not None:
+                continue
+            try:
+                thunk = v.build(data)
+                for _ in range(max(2, settings.warmup)):  # compile, fill caches
+                    thunk()
+                peaks[v.key] = peak_bytes(thunk, settings.memory_runs)
+            except Exception as err:  # report and go on
+                errors[v.key] = f"{type(err).__name__}: {err}"[:300]
+    return {"workload": "mlp", "size": sizes["mlp"], "sizes": sizes, "peak_bytes": peaks,
+            "errors": errors}
 
 
 def machine_info() -> dict[str, Any]:

@@ -397,6 +397,82 @@ WORKLOADS: tuple[Workload, ...] = (
     ),
 )
 
+def rnn_data(size: Mapping[str, int]) -> Data:
+    """``(params, h0, xs)`` for the ``scan`` recurrence: state ``S``, ``T`` steps."""
+    import numpy as np
+
+    rng = np.random.default_rng(4)
+    s = size["S"]
+    return ({"w": 0.9 * rng.standard_normal((s, s)) / np.sqrt(s)}, rng.standard_normal(s),
+            0.5 * rng.standard_normal((size["T"], s)))
+
+
+def _trace_and_compile(steps: int, transform: str) -> Variant:
+    """Staging, optimising and generating the code of ``jit(f)`` (``transform`` ``"jit"``)
+    or ``jit(grad(f))`` of a ``steps``-step scan (the program and its loop bodies), without
+    running it."""
+
+    def build(data: Data) -> Thunk:
+        from unijax.engine.core import namespace_for_value
+        from unijax.engine.subprogram import Body
+        from unijax.extend import compile_python
+
+        params, h0, xs = data
+        xs = xs[:1].repeat(steps, axis=0)
+        xp = namespace_for_value(h0)
+        program_of = unijax.make_ir(unijax.grad(P.rnn_scan) if transform == "jit(grad)"
+                                    else P.rnn_scan)
+
+        def thunk() -> Any:
+            program = program_of(params, h0, xs)
+            compile_python(program, xp)
+            for eqn in program.equations:
+                for value in eqn.params.values():
+                    if isinstance(value, Body):
+                        value.compiled(xp)
+            return len(program)
+
+        return thunk
+
+    what = f"{transform} trace+compile ({steps:,} steps)"
+    return Variant(f"unijax/numpy/{what}", "numpy", "unijax", what,
+                   f"{transform} program of {steps} steps", build)
+
+
+def _chain_grad(checkpointed: bool) -> Variant:
+    def build(data: Data) -> Thunk:
+        (x,), segments, steps = data, 20, 50
+        fn = unijax.grad(functools.partial(P.chain, segments=segments, steps=steps,
+                                           checkpointed=checkpointed), backend="numpy")
+        return functools.partial(fn, x)
+
+    transform = "grad(checkpoint)" if checkpointed else "grad"
+    return Variant(f"unijax/numpy/{transform} (chain)", "numpy", "unijax", transform, "grad",
+                   build)
+
+
+_CONTROL_FLOW: tuple[Workload, ...] = (
+    Workload(
+        "scan", "lax.scan recurrence tanh(W h + x), state {S}, {T} steps, gradient",
+        {"full": {"S": 16, "T": 1000}, "smoke": {"S": 4, "T": 6}}, rnn_data,
+        (autograd_grad(P.rnn_loop_native), jax_variant(P.rnn_scan, "jit(grad)"),
+         *(unijax_variant(P.rnn_scan, b, t, baseline=_baseline(b, t, "native/autograd/grad"))
+           for b, t in (("numpy", "grad"), ("numpy", "jit(grad)"), ("array_api_strict",
+                                                                    "jit(grad)"),
+                        ("autograd", "grad"), ("jax", "jit(grad)"))))),
+    Workload(
+        "scan_trace", "jit and jit(grad) of the scan recurrence: staging and code generation "
+        "(state {S}), 100 against 10,000 steps", {"full": {"S": 16, "T": 1},
+                                                  "smoke": {"S": 4, "T": 1}},
+        rnn_data, tuple(_trace_and_compile(n, t) for t in ("jit", "jit(grad)")
+                        for n in (100, 10_000))),
+    Workload(
+        "checkpoint", "20 segments x 50 elementwise steps on {n:,} elements, gradient, "
+        "with and without checkpoint", {"full": {"n": 100_000}, "smoke": {"n": 100}},
+        elementwise_data, (_chain_grad(False), _chain_grad(True))),
+)
+WORKLOADS = WORKLOADS + _CONTROL_FLOW
+
 _NATIVE_LABELS = {
     "numpy/forward": "NumPy forward pass",
     "autograd/grad": "autograd.grad",
@@ -434,6 +510,19 @@ _AG, _NP = "native/autograd/grad", "unijax/numpy"
 
 #: The figures quoted by the project, each evaluated from one run.
 TARGETS: tuple[Target, ...] = (
+    _t("scan_jit_grad_vs_autograd", "1,000-step scan, NumPy jit(grad) >= 10x faster than "
+       "autograd.grad of the Python loop", "scan", f"{_NP}/jit(grad)", _AG, "speedup", 10.0),
+    _t("scan_jit_grad_vs_jax_jit", "1,000-step scan, NumPy jit(grad) within 3x of "
+       "jax.jit(jax.grad) of lax.scan", "scan", f"{_NP}/jit(grad)", "native/jax/jit(grad)",
+       "ratio", 3.0),
+    *(_t(f"scan_trace_{k}_10000_vs_100", f"{t} of a 10,000-step scan: trace and compile "
+         "within 1.2x of a 100-step one", "scan_trace",
+         f"unijax/numpy/{t} trace+compile (10,000 steps)",
+         f"unijax/numpy/{t} trace+compile (100 steps)", "ratio", 1.2)
+      for k, t in (("jit", "jit"), ("jit_grad", "jit(grad)"))),
+    _t("checkpoint_peak_memory", "peak memory of grad through 20 checkpointed segments of a "
+       "1,000-step chain <= 0.3x without checkpoint", "memory",
+       "unijax/numpy/grad(checkpoint) (chain)", "unijax/numpy/grad (chain)", "memory", 0.3),
     *(_t(f"numpy_grad_vs_autograd_{w}", f"NumPy-engine grad <= 0.7x autograd.grad time ({w})",
          w, f"{_NP}/grad", _AG, "ratio", 0.7) for w in ("mlp", "loop", "gp")),
     _t("numpy_grad_vs_forward_mlp", "NumPy-engine grad <= 4x the NumPy forward pass (mlp)",
