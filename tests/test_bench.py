@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from unijax.cli.bench import main
-from unijax.cli.benchmarks import harness, report, workloads
+from unijax.cli.benchmarks import harness, report, scaling, system, workloads
 from unijax.cli.benchmarks.harness import PRESETS, VariantResult, WorkloadResult, workload_rounds
 from unijax.cli.benchmarks.suite import SECTIONS
 from unijax.cli.benchmarks.workloads import TARGETS, WORKLOADS, Variant, Workload
@@ -27,6 +27,7 @@ HAVE_JAX = importlib.util.find_spec("jax") is not None
 HAVE_AUTOGRAD = importlib.util.find_spec("autograd") is not None
 HAVE_STRICT = importlib.util.find_spec("array_api_strict") is not None
 HAVE_MPL = importlib.util.find_spec("matplotlib") is not None
+HAVE_DASK = all(importlib.util.find_spec(m) is not None for m in ("dask", "distributed"))
 
 
 def bench(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict | None]:
@@ -89,6 +90,8 @@ def test_smoke_report_evaluates_targets_and_extras(smoke) -> None:
     assert data["import"]["array_libraries_imported"] == []
     assert data["import"]["wall_s"] is not None
     assert data["memory"]["peak_bytes"]["unijax/numpy/grad"] > 0
+    assert data["scaling"] is None  # opt-in: it starts a cluster
+    assert by_id["scaling_memory_flat"]["met"] is None
     assert data["machine"]["cpu_count"] >= 1 and data["settings"]["preset"] == "smoke"
 
 
@@ -107,6 +110,26 @@ def test_smoke_run_on_jax_compares_with_raw_jax(tmp_path: Path) -> None:
             "unijax/jax/jit(vmap(grad))"} <= keys
     overhead = {t["id"]: t for t in data["targets"]}["jax_jit_overhead_tiny"]
     assert overhead["value"] is not None and math.isfinite(overhead["value"])
+
+
+@pytest.mark.skipif(not HAVE_DASK, reason='dask and distributed are not installed '
+                    '("unijax[dask]")')
+def test_smoke_scaling_sweep_runs_on_a_local_cluster(tmp_path: Path) -> None:
+    done, data = bench(tmp_path, "--workload", "scaling")
+    assert done.returncode == 0 and data is not None, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "scaling: least-squares gradient on Dask" in done.stdout
+    sc = data["scaling"]
+    assert sc["error"] is None and sc["workers"] == 2
+    assert [r["rows"] for r in sc["sizes"]] == scaling.SWEEPS["smoke"].sizes()
+    for r in sc["sizes"]:
+        assert r["error"] is None and r["matches"] and not r["restarted"], r
+        assert len(r["peak_rss_mb"]) == 2 and min(r["peak_rss_mb"]) > 0
+        assert r["seconds"] > 0 and r["dataset_gb"] > 0
+    assert data["workloads"] == [] and data["import"] is None and data["memory"] is None
+    by_id = {t["id"]: t for t in data["targets"]}
+    assert by_id["scaling_gradient_correct"]["met"] is True
+    flat = by_id["scaling_memory_flat"]
+    assert flat["value"] > 0 and flat["met"] in (True, False)
 
 
 def test_rerendering_a_saved_report(smoke, tmp_path: Path, capsys) -> None:
@@ -137,7 +160,10 @@ def test_list_names_every_section(capsys) -> None:
 def test_targets_refer_to_existing_variants() -> None:
     keys = {w.name: {v.key for v in w.variants} for w in WORKLOADS}
     for t in TARGETS:
-        pool = keys["mlp"] if t.workload == "memory" else keys[t.workload]
+        if t.workload == "scaling":
+            assert {t.numerator, t.denominator} <= set(scaling.FIGURES), t.id
+            continue
+        pool = set(system.MEMORY_VARIANTS) if t.workload == "memory" else keys[t.workload]
         assert t.numerator in pool and t.denominator in pool, t.id
     for w in WORKLOADS:
         for v in w.variants:

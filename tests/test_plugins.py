@@ -143,13 +143,14 @@ def test_namespace_for_type_numpy_is_array_api_compat():
 
 def test_list_backends_reports_every_builtin_plugin():
     infos = {info.name: info for info in _plugins.list_backends()}
-    assert {"numpy", "jax", "autograd", "cupy", "array_api_strict"} <= set(infos)
+    assert {"numpy", "jax", "autograd", "cupy", "array_api_strict", "torch", "dask"} <= set(infos)
     assert infos["numpy"].available and infos["numpy"].distribution.startswith("unijax ")
     assert infos["numpy"].backend.capabilities.native == frozenset()
     assert infos["jax"].backend.capabilities.native == frozenset(
         NativeTransforms.__dataclass_fields__)
     assert infos["autograd"].backend.capabilities.native == {
-        "grad", "value_and_grad", "vjp", "jacrev", "custom_vjp", "custom_jvp", "stop_gradient"}
+        "grad", "value_and_grad", "vjp", "jacrev", "custom_vjp", "custom_jvp", "stop_gradient",
+        "lax"}
 
 
 def test_loading_is_thread_safe():
@@ -179,7 +180,7 @@ def test_unknown_backend_lists_installed_and_suggests_nearest():
     assert isinstance(info.value, ValueError)
     text = str(info.value)
     assert "no backend named 'autogard'" in text
-    assert "array_api_strict, autograd, cupy, jax, numpy" in text
+    assert "array_api_strict, autograd, cupy, dask, jax, numpy, torch" in text
     assert "Did you mean 'autograd'?" in text
     assert state() == before
 

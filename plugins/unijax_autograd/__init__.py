@@ -22,7 +22,7 @@ from typing import Any
 from unijax.extend import PYTHON_LOOPS, Backend, Capabilities, NativeTransforms, hookimpl
 
 _NATIVE = frozenset({"grad", "value_and_grad", "vjp", "jacrev", "custom_vjp", "custom_jvp",
-                     "stop_gradient"})
+                     "stop_gradient", "lax"})
 
 
 def _load_namespace() -> Any:

@@ -7,11 +7,16 @@ native libraries directly (``autograd.grad``, ``jax.grad``, ``jax.jit(jax.grad)`
 plain NumPy forward pass); then ``import unijax`` time and peak memory. Variants run in
 interleaved rounds, and every ratio is the median of per-round paired ratios.
 
+``scaling`` (a least-squares gradient on Dask over more data than a worker's memory,
+doubling the rows, on a local cluster of two worker processes) runs only when named with
+``--workload scaling``: it starts a cluster per size and takes a while.
+
 Examples::
 
     unijax bench --quick                      # about a minute
     unijax bench --json bench.json --plot bench.png
     unijax bench --workload mlp,loop --backend numpy,autograd
+    unijax bench --quick --workload scaling   # Dask: 0.25M to 1M rows (needs unijax[dask])
     unijax bench --from-json bench.json --plot bench.png   # re-render a saved run
 
 Exit status: 0, or 1 when a variant raised or disagreed numerically with the others (the
@@ -30,7 +35,7 @@ from typing import Any
 
 from unijax.cli.benchmarks import report as rep
 from unijax.cli.benchmarks.harness import PRESETS, available_libraries
-from unijax.cli.benchmarks.suite import SECTIONS, plan, run
+from unijax.cli.benchmarks.suite import DEFAULT_SECTIONS, OPT_IN, SECTIONS, plan, run
 from unijax.cli.benchmarks.workloads import BACKENDS, WORKLOADS
 
 __all__ = ["main"]
@@ -46,10 +51,13 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true",
-                      help="fewer, shorter rounds (about a minute); same problem sizes")
+                      help="fewer, shorter rounds (about a minute); same problem sizes, "
+                           "but a shorter scaling sweep (0.25M to 1M rows)")
     size.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # tests: tiny
     parser.add_argument("--workload", action="append", default=[], metavar="NAME",
-                        help=f"run only these (repeat or comma-separate): {', '.join(SECTIONS)}")
+                        help=f"run only these (repeat or comma-separate): {', '.join(SECTIONS)}"
+                             f"; default: all but {', '.join(OPT_IN)}, which runs only when "
+                             "named")
     parser.add_argument("--backend", action="append", default=[], metavar="NAME",
                         help="only these libraries, unijax's backend and the native library "
                              f"alike (default: all of {', '.join(BACKENDS)} installed)")
@@ -66,13 +74,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check_choices(parser: argparse.ArgumentParser, given: list[str], valid: Sequence[str],
-                   what: str) -> list[str]:
+                   what: str, default: Sequence[str] | None = None) -> list[str]:
     names = [n for text in given for n in _names(text)]
     unknown = [n for n in names if n not in valid]
     if unknown:
         parser.error(f"unknown {what} {', '.join(map(repr, unknown))}; "
                      f"choose from {', '.join(valid)}")
-    return names or list(valid)
+    return names or list(valid if default is None else default)
 
 
 @contextmanager
@@ -117,6 +125,11 @@ def _problems(report: dict[str, Any]) -> list[str]:
                 found.append(f"{w['name']}: {v['label']} disagrees: {v['mismatch']}")
     mem = report.get("memory") or {}
     found += [f"memory: {k} raised {msg}" for k, msg in (mem.get("errors") or {}).items()]
+    for size in (report.get("scaling") or {}).get("sizes", []):
+        if size.get("error"):
+            found.append(f"scaling: {size['rows']:,} rows raised {size['error']}")
+        elif not size.get("matches", True):
+            found.append(f"scaling: the gradient over {size['rows']:,} rows is wrong")
     return found
 
 
@@ -129,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{w.name:12} {w.title.format(**w.sizes['full'])}")
         print(f"{'import':12} time of `import unijax` in fresh interpreters")
         print(f"{'memory':12} peak memory of the MLP gradient (tracemalloc)")
+        print(f"{'scaling':12} Dask least-squares gradient, rows doubling, on a local "
+              "cluster (only with --workload scaling)")
         return 0
     if args.plot:
         try:
@@ -138,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     if args.rounds is not None and args.rounds < 1:
         parser.error("--rounds must be at least 1")
-    sections = _check_choices(parser, args.workload, SECTIONS, "workload")
+    sections = _check_choices(parser, args.workload, SECTIONS, "workload", DEFAULT_SECTIONS)
     backends = _check_choices(parser, args.backend, BACKENDS, "backend")
     if args.from_json:
         with open(args.from_json, encoding="utf-8") as f:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import operator
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -104,8 +105,16 @@ CREATION_FUNCTIONS: dict[str, Callable[..., Any]] = {}
 TRACER_METHODS: dict[str, Callable[..., Any]] = {}
 
 _level_counter = itertools.count(1)
-# Traces created and not yet finished, per thread (see ``tracing``).
+# Per thread, the traces created and not yet finished (see ``tracing``). Weak: a trace
+# nobody refers to any more (one made and dropped without running) does not count.
 _open_traces = threading.local()
+
+
+def _open() -> weakref.WeakSet[Trace]:
+    traces = getattr(_open_traces, "traces", None)
+    if traces is None:
+        traces = _open_traces.traces = weakref.WeakSet()
+    return traces
 
 
 def tracing() -> bool:
@@ -113,7 +122,7 @@ def tracing() -> bool:
 
     Control flow uses it to run plainly on concrete values outside every transform.
     """
-    return getattr(_open_traces, "count", 0) > 0
+    return bool(_open())
 
 
 class Primitive:
@@ -197,7 +206,7 @@ class Trace:
     using it raises :class:`~unijax.errors.UnexpectedTracerError`.
     """
 
-    __slots__ = ("finished", "level", "namespaces")
+    __slots__ = ("__weakref__", "finished", "level", "namespaces")
 
     #: Whether result shapes may depend on array values here (False under vmap and jit,
     #: where the program must be valid for every value of the inputs).
@@ -208,7 +217,7 @@ class Trace:
     def __init__(self) -> None:
         self.level = next(_level_counter)
         self.finished = False
-        _open_traces.count = getattr(_open_traces, "count", 0) + 1
+        _open().add(self)
         #: This trace's traced namespaces, by base namespace (see ``engine.namespace``).
         self.namespaces: dict[int, Any] | None = None
 
@@ -227,8 +236,7 @@ class Trace:
 
     def finish(self) -> None:
         """Mark the traced function as returned: its tracers may no longer be used."""
-        if not self.finished:
-            _open_traces.count = max(getattr(_open_traces, "count", 0) - 1, 0)
+        _open().discard(self)
         self.finished = True
         # Its namespaces refer to the trace: dropping them here lets the trace (and a
         # reverse-mode tape) be freed as soon as nothing else needs it.

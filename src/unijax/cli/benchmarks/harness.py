@@ -22,7 +22,7 @@ import random
 import statistics
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -306,27 +306,33 @@ def rounds_per_workload(workload: Workload, settings: Settings,
 
 
 def evaluate_targets(results: dict[str, WorkloadResult], memory: dict[str, Any] | None,
-                     targets: Sequence[Target] = TARGETS) -> list[dict[str, Any]]:
+                     targets: Sequence[Target] = TARGETS,
+                     figures: Mapping[str, Mapping[str, float]] | None = None
+                     ) -> list[dict[str, Any]]:
     """Each target's measured value, and whether it is met (None: not measured here).
 
     Ratios, speedups and overheads are the medians of the per-round paired values, so both
     variants were timed under the same conditions; ``low``/``high`` are their quartiles.
+    A target on a section that is not a timed workload compares two of that section's
+    figures, numerator over denominator: ``figures[section]``, where the ``"memory"``
+    section's are ``memory["peak_bytes"]`` (peak bytes per variant key).
     """
+    sections = {"memory": (memory or {}).get("peak_bytes", {}), **(figures or {})}
     rows = []
     for t in targets:
         row: dict[str, Any] = {"id": t.id, "description": t.description, "kind": t.kind,
                                "threshold": t.threshold, "value": None, "low": None,
                                "high": None, "met": None, "note": None}
-        if t.kind == "memory":
-            peaks = (memory or {}).get("peak_bytes", {})
-            a, b = peaks.get(t.numerator), peaks.get(t.denominator)
+        if t.workload in sections:
+            got = sections[t.workload]
+            a, b = got.get(t.numerator), got.get(t.denominator)
             if a is not None and b:
                 row["value"] = row["low"] = row["high"] = a / b
         else:
             w = results.get(t.workload)
             op = {"ratio": lambda a, b: a / b, "speedup": lambda a, b: b / a,
-                  "overhead": lambda a, b: a - b}[t.kind]
-            q = None if w is None else w.paired(t.numerator, t.denominator, op)
+                  "overhead": lambda a, b: a - b}.get(t.kind)
+            q = None if w is None or op is None else w.paired(t.numerator, t.denominator, op)
             if q is not None:
                 row["low"], row["value"], row["high"] = q
         if row["value"] is None:

@@ -25,6 +25,9 @@ from typing import Any
 
 from array_api_compat import array_namespace
 
+from unijax import lax
+from unijax.lax import checkpoint
+
 __all__ = [
     "LOOP_STEPS",
     "elementwise",
@@ -179,8 +182,6 @@ def tiny_native(np: Any, x: Any, y: Any) -> Any:
 
 def rnn_scan(params: dict[str, Any], h0: Any, xs: Any) -> Any:
     """``h = tanh(w @ h + x)`` over the rows of ``xs`` with ``unijax.lax.scan``; ``sum(h*h)``."""
-    from unijax import lax
-
     xp = array_namespace(h0)
     w = params["w"]
 
@@ -202,15 +203,13 @@ def rnn_loop_native(np: Any, params: dict[str, Any], h0: Any, xs: Any) -> Any:
 def chain(x: Any, segments: int, steps: int, checkpointed: bool) -> Any:
     """``segments`` x ``steps`` elementwise steps; with ``checkpointed``, each segment is a
     ``unijax.checkpoint`` call, so reverse mode keeps one segment's intermediates at a time."""
-    import unijax
-
     def segment(h: Any) -> Any:
         xp = array_namespace(h)
         for _ in range(steps):
             h = xp.tanh(h * 1.01 + 0.1)
         return h
 
-    seg = unijax.checkpoint(segment) if checkpointed else segment
+    seg = checkpoint(segment) if checkpointed else segment
     for _ in range(segments):
         x = seg(x)
     return array_namespace(x).sum(x)

@@ -68,6 +68,31 @@ def _baseline_note(workload: dict[str, Any]) -> str:
     return "baselines: " + ", ".join(bases) if bases else ""
 
 
+_SCALING_HEADERS = ("rows", "data GB", "time", "peak MB per worker", "spilled", "restarted",
+                    "gradient")
+
+
+def _scaling_section(sc: dict[str, Any]) -> Section:
+    """The Dask sweep: one row per row count."""
+    rows: list[Row] = []
+    for r in sc["sizes"]:
+        if r.get("error"):
+            rows.append((f"{r['rows']:,}", "", "", "", "", "", f"error: {r['error']}"))
+            continue
+        rows.append((f"{r['rows']:,}", f"{r['dataset_gb']:.2f}", fmt_time(r["seconds"]),
+                     ", ".join(f"{m:.0f}" for m in r["peak_rss_mb"]),
+                     "yes" if r["spilled"] else "no", "yes" if r["restarted"] else "no",
+                     "matches" if r["matches"] else
+                     f"WRONG ({r['max_error_in_stderr']:.1f} standard errors)"))
+    caption = (f"{sc['workers']} worker processes of {sc['memory_limit']} each, one cluster "
+               f"per size; {sc['features']} features, {sc['chunk_rows']:,}-row chunks "
+               "generated on the workers")
+    if sc.get("error"):
+        caption = f"not run: {sc['error']}"
+    return ("scaling: least-squares gradient on Dask, rows doubling", _SCALING_HEADERS, rows,
+            caption)
+
+
 def _sections(report: dict[str, Any]) -> list[Section]:
     """(title, headers, rows, caption) for every table of the report."""
     out: list[Section] = []
@@ -99,6 +124,8 @@ def _sections(report: dict[str, Any]) -> list[Section]:
         out.append(("peak memory of one call (tracemalloc), MLP", ("variant", "peak",
                                                                     "vs autograd.grad"),
                     rows, "NumPy-based variants only: tracemalloc does not see XLA buffers"))
+    if report.get("scaling"):
+        out.append(_scaling_section(report["scaling"]))
     targets = [t for t in report.get("targets") or [] if t["value"] is not None]
     if targets:
         rows = []

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from unijax.cli.benchmarks import system
+from unijax.cli.benchmarks import scaling, system
 from unijax.cli.benchmarks.harness import (
     Settings,
     WorkloadResult,
@@ -17,12 +17,16 @@ from unijax.cli.benchmarks.harness import (
 )
 from unijax.cli.benchmarks.workloads import BACKENDS, WORKLOADS
 
-__all__ = ["EXTRAS", "SECTIONS", "plan", "run"]
+__all__ = ["DEFAULT_SECTIONS", "EXTRAS", "OPT_IN", "SECTIONS", "plan", "run"]
 
 #: Sections that are not timed workloads.
-EXTRAS = ("import", "memory")
+EXTRAS = ("import", "memory", "scaling")
 #: Everything ``--workload`` accepts.
 SECTIONS = tuple(w.name for w in WORKLOADS) + EXTRAS
+#: Sections that run only when named: ``scaling`` starts a Dask cluster per size.
+OPT_IN = ("scaling",)
+#: What runs when no section is named.
+DEFAULT_SECTIONS = tuple(s for s in SECTIONS if s not in OPT_IN)
 
 
 def plan(sections: Sequence[str], settings: Settings,
@@ -30,24 +34,28 @@ def plan(sections: Sequence[str], settings: Settings,
     """The number of progress steps :func:`run` will report."""
     steps = sum(rounds_per_workload(w, settings, libraries)
                 for w in WORKLOADS if w.name in sections)
-    return steps + sum(1 for s in EXTRAS if s in sections)
+    steps += sum(1 for s in ("import", "memory") if s in sections)
+    if "scaling" in sections and scaling.missing() is None:
+        steps += len(scaling.sweep_for(settings.size).sizes())
+    return steps
 
 
-def run(settings: Settings, sections: Sequence[str] = SECTIONS,
+def run(settings: Settings, sections: Sequence[str] = DEFAULT_SECTIONS,
         backends: Sequence[str] = BACKENDS,
         progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the selected workloads and extras; return the report.
 
     Args:
         settings: A :data:`~unijax.cli.benchmarks.harness.PRESETS` entry (or a variant of one).
-        sections: Workload names and/or ``"import"``/``"memory"``.
+        sections: Workload names and/or ``"import"``/``"memory"``/``"scaling"`` (the last
+            not by default: see :data:`OPT_IN`).
         backends: Libraries whose variants run (unijax backends and native libraries
             alike: ``"jax"`` covers both ``unijax.grad`` on JAX and ``jax.grad``).
         progress: Called with a short description at each step.
 
     Returns:
         The report (JSON-ready): settings, machine, per-workload results, targets,
-        import time and peak memory.
+        import time, peak memory and the Dask scaling sweep (None for sections not run).
     """
     note = progress or (lambda _: None)
     started = time.time()
@@ -57,13 +65,15 @@ def run(settings: Settings, sections: Sequence[str] = SECTIONS,
     for w in WORKLOADS:
         if w.name in sections:
             results[w.name] = run_workload(w, settings, libraries, note)
-    imported = memory = None
+    imported = memory = scaled = None
     if "import" in sections:
         note("import unijax")
         imported = system.measure_import(settings.import_runs)
     if "memory" in sections:
         note("peak memory")
         memory = system.measure_memory(settings, libraries)
+    if "scaling" in sections:
+        scaled = scaling.measure_scaling(settings.size, note)
     return {
         "schema": 1,
         "settings": {"preset": settings.preset, "size": settings.size,
@@ -74,7 +84,9 @@ def run(settings: Settings, sections: Sequence[str] = SECTIONS,
         "duration_s": time.time() - started,
         "libraries": libraries,
         "workloads": [r.summary() for r in results.values()],
-        "targets": evaluate_targets(results, memory),
+        "targets": evaluate_targets(results, memory,
+                                    figures={"scaling": (scaled or {}).get("figures", {})}),
         "import": imported,
         "memory": memory,
+        "scaling": scaled,
     }

@@ -20,6 +20,9 @@ from typing import Any
 
 import unijax
 from unijax.cli.benchmarks import programs as P
+from unijax.engine.core import namespace_for_value
+from unijax.engine.lower import compile_python
+from unijax.engine.subprogram import Body
 
 __all__ = [
     "BACKENDS",
@@ -413,10 +416,6 @@ def _trace_and_compile(steps: int, transform: str) -> Variant:
     running it."""
 
     def build(data: Data) -> Thunk:
-        from unijax.engine.core import namespace_for_value
-        from unijax.engine.subprogram import Body
-        from unijax.extend import compile_python
-
         params, h0, xs = data
         xs = xs[:1].repeat(steps, axis=0)
         xp = namespace_for_value(h0)
@@ -567,4 +566,11 @@ TARGETS: tuple[Target, ...] = (
       for w in ("mlp", "loop") for n, label, limit in (
           ("jit(grad)", "torch.compile(torch.func.grad)", 1.5),
           ("grad", "eager torch.func.grad", 1.0))),
+    # On the figures of the opt-in "scaling" section (unijax.cli.benchmarks.scaling).
+    _t("scaling_memory_flat", "Dask least squares: peak memory per worker at the largest "
+       "size <= 1.5x the smallest", "scaling", "peak_mb_largest", "peak_mb_smallest",
+       "memory", 1.5),
+    _t("scaling_gradient_correct", "Dask least squares: every gradient within 6 standard "
+       "errors of its expectation (worst error / allowed)", "scaling", "gradient_error_worst",
+       "gradient_error_allowed", "ratio", 1.0),
 )
