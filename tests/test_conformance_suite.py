@@ -27,7 +27,8 @@ def _assert_conforms(backend: str, **kwargs: Any) -> None:
     failures = "\n".join(f"  {f['id']}: {f['message']}" for f in matrix.failures)
     assert matrix.counts, f"the suite did not run on {backend}:\n{output[-3000:]}"
     assert code == 0, f"unexpected failures on {backend}:\n{failures}\n{output[-2000:]}"
-    statuses = {matrix.status(backend, area) for area in ("values", "grad", "vmap", "jit")}
+    statuses = {matrix.status(backend, area)
+                for area in ("values", "grad", "vmap", "jit", "control")}
     assert statuses <= {"passed", "xfail"}, f"{backend}: {statuses}"
 
 

@@ -39,8 +39,8 @@ from unijax.cli import standard
 __all__ = ["AREAS", "Matrix", "main", "render_markdown", "run_suite"]
 
 #: The matrix columns, in order (a test's area comes from its module ``test_<area>*.py``).
-AREAS = ("values", "grad", "vmap", "jit", "transforms", "dtypes", "errors", "selection",
-         "plugin")
+AREAS = ("values", "grad", "vmap", "jit", "control", "transforms", "dtypes", "errors",
+         "selection", "plugin")
 _OUTCOMES = ("failed", "xfail", "passed", "unsupported")
 
 
