@@ -12,15 +12,14 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
-from unijax import default_float_dtype, tree_util
+from unijax import tree_util
 from unijax.errors import (
     ConcretizationError,
-    ConfigError,
     ControlFlowError,
     UnsupportedTransformError,
     message,
 )
-from unijax.extend import Backend, Capabilities, NativeTransforms, hookimpl
+from unijax.extend import Backend, Capabilities, NativeTransforms, asks_float64, hookimpl
 
 _NATIVE = frozenset(NativeTransforms.__dataclass_fields__)
 
@@ -31,14 +30,7 @@ _loaded: list[bool] = []  # non-empty once unijax uses JAX; until then JAX is th
 def _enable_x64_if_asked(name: str, value: Any) -> None:
     # JAX silently computes float32 without x64; never do that when float64 was asked.
     # x64 is only ever switched on: other threads may still want float64.
-    if not _loaded or name not in ("default_float_dtype", "*"):
-        return
-
-    try:
-        wanted = value or default_float_dtype()
-    except ConfigError:
-        return  # reported where the option is used
-    if wanted == "float64":
+    if _loaded and asks_float64(name, value):
         import jax
 
         if not jax.config.read("jax_enable_x64"):

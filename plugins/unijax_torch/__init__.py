@@ -27,9 +27,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
-from unijax import default_float_dtype
-from unijax.errors import ConfigError
-from unijax.extend import Backend, Capabilities, NativeTransforms, hookimpl
+from unijax.extend import Backend, Capabilities, NativeTransforms, asks_float64, hookimpl
 from unijax_torch.compiler import compile_program, status
 from unijax_torch.translate import translate_error
 
@@ -42,13 +40,7 @@ _loaded: list[bool] = []  # non-empty once unijax uses torch; until then torch i
 def _follow_default_float(name: str, value: Any) -> None:
     # torch computes Python floats and creation functions in its default dtype; never in
     # float32 when float64 was asked. Only ever switched up: other threads may want it.
-    if not _loaded or name not in ("default_float_dtype", "*"):
-        return
-    try:
-        wanted = value or default_float_dtype()
-    except ConfigError:
-        return  # reported where the option is used
-    if wanted == "float64":
+    if _loaded and asks_float64(name, value):
         import torch
 
         if torch.get_default_dtype() != torch.float64:

@@ -50,6 +50,7 @@ __all__ = [
     "eval_program",
     "hoist",
     "jvp_of",
+    "split_by_dependence",
     "stage_body",
 ]
 
@@ -154,21 +155,36 @@ class Body:
         return f"<Body {self.name}: {len(self.examples)} inputs, {len(self.program)} equations>"
 
 
+def split_by_dependence(program: Program, seeds: Sequence[Var],
+                        pinned: Callable[[Any], bool] = lambda eqn: False
+                        ) -> tuple[list[Any], list[Any], list[Var]]:
+    """Split ``program``'s equations by whether they depend on any of ``seeds``.
+
+    Returns ``(independent, dependent, crossing)``: the equations that read none of the
+    seeds (directly or through other equations), the rest (in order, with every equation
+    for which ``pinned(eqn)`` holds), and the independent equations' outputs that the
+    dependent ones or the program's outputs read, in first-read order.
+    """
+    dependent_vars: set[Var] = set(seeds)
+    independent, dependent = [], []
+    for eqn in program.equations:
+        if pinned(eqn) or any(isinstance(a, Var) and a in dependent_vars for a in eqn.inputs):
+            dependent.append(eqn)
+            dependent_vars.update(eqn.outputs)
+        else:
+            independent.append(eqn)
+    made = {v for eqn in independent for v in eqn.outputs}
+    read = [a for eqn in dependent for a in eqn.inputs] + list(program.outputs)
+    crossing = list(dict.fromkeys(a for a in read if isinstance(a, Var) and a in made))
+    return independent, dependent, crossing
+
+
 def hoist(program: Program, n_invariant: int) -> tuple[Program, Program]:
     """Split ``program`` into a prelude of the equations that depend only on its first
     ``n_invariant`` inputs (and constants) and the rest (loop-invariant code motion)."""
-    invariant: set[Var] = set(program.inputs[:n_invariant]) | set(program.constants)
-    prelude_eqns, step_eqns = [], []
-    for eqn in program.equations:
-        if all(not isinstance(a, Var) or a in invariant for a in eqn.inputs):
-            prelude_eqns.append(eqn)
-            invariant.update(eqn.outputs)
-        else:
-            step_eqns.append(eqn)
-    made = {v for eqn in prelude_eqns for v in eqn.outputs}
-    used = [a for eqn in step_eqns for a in eqn.inputs] + list(program.outputs)
-    hoisted = list(dict.fromkeys(a for a in used if isinstance(a, Var) and a in made))
     head = program.inputs[:n_invariant]
+    prelude_eqns, step_eqns, hoisted = split_by_dependence(program,
+                                                           program.inputs[n_invariant:])
     prelude = Program(head, program.constants, prelude_eqns, hoisted)
     step = Program([*head, *hoisted, *program.inputs[n_invariant:]], program.constants,
                    step_eqns, program.outputs)

@@ -14,7 +14,14 @@ from typing import Any
 from unijax.engine.ir import Program, Var, dtype_name, var_names
 from unijax.engine.lower import RESERVED_NAMES, SourceGlobals, compile_python, equation_line
 from unijax.engine.optimize import optimize
-from unijax.engine.subprogram import Body, batch_of, custom_call_p, eval_program, hoist
+from unijax.engine.subprogram import (
+    Body,
+    batch_of,
+    custom_call_p,
+    eval_program,
+    hoist,
+    split_by_dependence,
+)
 
 __all__ = ["PREPASS_BUDGET", "ScanRunner", "nbytes"]
 
@@ -39,19 +46,11 @@ def _split_carry_independent(program: Program, n_inv: int, n_carry: int
     inv = program.inputs[:n_inv]
     carry = program.inputs[n_inv:n_inv + n_carry]
     xs = program.inputs[n_inv + n_carry:]
-    dependent: set[Var] = set(carry)
-    pre_eqns, loop_eqns = [], []
-    for eqn in program.equations:
-        if eqn.primitive is custom_call_p or any(
-                isinstance(a, Var) and a in dependent for a in eqn.inputs):
-            loop_eqns.append(eqn)
-            dependent.update(eqn.outputs)
-        else:
-            pre_eqns.append(eqn)
-    made = {v for eqn in pre_eqns for v in eqn.outputs}
-    read = [a for eqn in loop_eqns for a in eqn.inputs] + list(program.outputs)
-    pre_outs = list(dict.fromkeys(a for a in read if isinstance(a, Var) and a in made))
-    read_set = {a for a in read if isinstance(a, Var)}
+    # A custom rule stays in the loop: its user functions are not batched here.
+    pre_eqns, loop_eqns, pre_outs = split_by_dependence(
+        program, carry, pinned=lambda eqn: eqn.primitive is custom_call_p)
+    read_set = {a for eqn in loop_eqns for a in eqn.inputs if isinstance(a, Var)}
+    read_set.update(a for a in program.outputs if isinstance(a, Var))
     used_xs = [j for j, x in enumerate(xs) if x in read_set]
     pre = Program([*inv, *xs], program.constants, pre_eqns, pre_outs)
     loop = Program([*inv, *carry, *(xs[j] for j in used_xs), *pre_outs], program.constants,
