@@ -16,8 +16,8 @@ its quartiles.
 
 from __future__ import annotations
 
+import argparse
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -87,4 +87,7 @@ def main(rounds: int = 21) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 21)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rounds", nargs="?", type=int, default=21,
+                        help="paired rounds per transform (default 21)")
+    main(parser.parse_args().rounds)

@@ -636,6 +636,13 @@ def _worker(conn: Any, timeout: float) -> None:
                    "autograd", "jax"):  # imported before the first case's time limit starts
         with contextlib.suppress(ImportError):
             importlib.import_module(module)
+    with contextlib.suppress(ImportError):
+        # The cases are float64 and the references (the eager call, JAX's own transform)
+        # run outside unijax's calls, where JAX computes in float64 only with x64 on: a
+        # float64 user of JAX turns it on, as unijax's documentation says.
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
     conn.send({"ready": runner.unijax.__file__})
     while True:
         message = conn.recv()

@@ -61,7 +61,7 @@ def test_smoke_run_succeeds_and_prints_every_table(smoke) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for w in WORKLOADS:
         assert f"\n{w.name}: " in done.stdout
-    for title in ("import unijax", "peak memory", "targets"):
+    for title in ("import unijax", "peak memory", "key comparisons"):
         assert title in done.stdout
 
 
@@ -135,7 +135,7 @@ def test_smoke_scaling_sweep_runs_on_a_local_cluster(tmp_path: Path) -> None:
 def test_rerendering_a_saved_report(smoke, tmp_path: Path, capsys) -> None:
     _, _, tmp = smoke
     assert main(["--from-json", str(tmp / "report.json"), "--plain"]) == 0
-    assert "targets" in capsys.readouterr().out
+    assert "key comparisons" in capsys.readouterr().out
 
 
 def test_plot_without_matplotlib_fails_fast_with_install_hint(monkeypatch, capsys) -> None:
@@ -241,8 +241,22 @@ def test_every_workload_has_smoke_and_full_sizes() -> None:
 @pytest.mark.skipif(importlib.util.find_spec("rich") is None, reason="rich is not installed")
 def test_rich_tables_keep_bracketed_labels(smoke) -> None:
     _, data, _ = smoke
-    text = report.render(data)
+    text = report.render(data, width=200)
     assert "┃ variant" in text and "unijax grad [numpy]" in text
+
+
+def test_rich_tables_fit_80_columns_without_cutting_cells(smoke) -> None:
+    _, data, _ = smoke
+    text = report.render(data, width=80)
+    assert "┃" in text and max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text  # long cells fold onto more lines
+
+
+def test_terminal_output_shows_measurements_not_goals(smoke) -> None:
+    _, data, _ = smoke
+    text = report.render(data, plain=True)
+    assert "key comparisons" in text
+    assert " NO" not in text and "goal" not in text and "met" not in text.split()
 
 
 def test_plain_tables_without_rich(smoke, monkeypatch) -> None:

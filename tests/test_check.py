@@ -27,7 +27,8 @@ def test_matrix_cells_worst_first() -> None:
     assert m.status("cupy", "grad") == "unsupported"
     assert m.status("jax", "vmap") == "-"
     assert m.unsupported == {"cupy": "no GPU"}
-    assert m.failures == [{"id": "t", "backend": "jax", "area": "grad", "message": "m"}]
+    assert m.failures == [{"id": "t", "backend": "jax", "area": "grad", "message": "m",
+                           "exception": "", "xfail_problem": ""}]
     data = m.to_json()
     assert set(data["matrix"]["jax"]) == set(AREAS)
     md = render_markdown(m, "title")
@@ -52,6 +53,35 @@ def test_check_writes_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert data["matrix"]["numpy"]["transforms"]["status"] == "passed"
     assert "| numpy |" in md_report.read_text()
     assert "all as expected" in capsys.readouterr().out
+
+
+def test_check_unknown_backend_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("unijax check: error: no installed unijax plugin provides backend "
+                          "'nope'; installed: ") and "numpy" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_check_bad_xfail_file_is_one_clear_line(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["numpy", "--xfail", str(tmp_path / "missing.toml")]) == 2
+    err = capsys.readouterr().err
+    assert "--xfail" in err and "cannot read it" in err and len(err.strip().splitlines()) == 1
+
+
+def test_check_output_is_plain_and_fits_80_columns_when_piped(tmp_path: Path) -> None:
+    # stdout is a pipe here: no rich table, no truncated cells.
+    done = subprocess.run(
+        [sys.executable, "-m", "unijax.cli", "check", "numpy", "-k",
+         "test_jit_static_arguments or test_has_aux"],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert max(map(len, lines)) <= 80, done.stdout
+    assert "…" not in done.stdout and "\x1b[" not in done.stdout
+    assert any(line.split()[:2] == ["jit", "passed"] for line in lines), done.stdout
+    assert "numpy: 2 passed, 0 xfail, 0 unsupported, 0 failed" in done.stdout
 
 
 def test_check_exits_non_zero_on_a_failure(tmp_path: Path) -> None:
@@ -80,7 +110,10 @@ def test_check_exits_non_zero_on_a_failure(tmp_path: Path) -> None:
     assert done.returncode != 0, done.stdout + done.stderr
     data = json.loads(report.read_text())
     assert data["matrix"]["lying"]["plugin"]["status"] == "failed"
-    assert "FAILED test_plugin.py::test_mutable_arrays_as_declared[lying]" in done.stdout
+    # Failures grouped by cause, with one example each; the full dump in the JSON report.
+    assert "1 unexpected failure(s), 1 cause(s):" in done.stdout
+    assert "e.g. test_plugin.py::test_mutable_arrays_as_declared[lying]" in done.stdout
+    assert data["groups"][0]["count"] == 1 and data["failures"][0]["message"]
 
 
 # --- unijax check --standard: the official Array API test suite ------------------------------

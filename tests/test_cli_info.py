@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
 import subprocess
 import sys
 
@@ -32,9 +34,11 @@ def test_info_plain_lists_backends_and_selection(capsys):
     assert "jit_cache_size = 256  (the default)" in out
 
 
-@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="cupy is installed")
-def test_info_shows_install_hint_for_missing_library(capsys):
-    assert '  cupy: missing: pip install "unijax[cupy]"' in run_info(capsys, "--plain")
+def test_info_shows_install_hint_for_missing_library(capsys, monkeypatch):
+    find_spec = importlib.util.find_spec  # cupy may be installed: hide it from this test
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "cupy"
+                        else find_spec(name, *rest))
+    assert '  cupy: missing: pip install cupy-cuda12x' in run_info(capsys, "--plain")
 
 
 def test_info_explains_env_selection(capsys, monkeypatch):
@@ -123,10 +127,36 @@ def test_info_shows_broken_plugin(capsys, tmp_path, monkeypatch):
     assert "  broken: broken" in out and "RuntimeError: kaput" in out
 
 
-def test_info_uses_rich_tables_when_available(capsys, monkeypatch):
-    monkeypatch.setenv("COLUMNS", "200")
+def _as_terminal(monkeypatch, columns: int) -> None:
+    monkeypatch.setenv("COLUMNS", str(columns))
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+
+
+def test_info_uses_rich_tables_on_a_terminal(capsys, monkeypatch):
+    _as_terminal(monkeypatch, 200)
     out = run_info(capsys)
     assert "Backends" in out and "┃" in out and "array_api_strict" in out
+
+
+def test_info_rich_tables_fit_80_columns_without_cutting_cells(capsys, monkeypatch):
+    _as_terminal(monkeypatch, 80)
+    out = re.sub(r"\x1b\[[0-9;]*m", "", run_info(capsys))  # the colours are not columns
+    assert "┃" in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "…" not in out  # cells fold onto more lines instead of ending in an ellipsis
+
+
+def test_info_is_plain_text_when_piped(capsys):
+    out = run_info(capsys)  # capsys' stdout is not a terminal
+    assert "\nBackends:\n" in out and "┃" not in out
+
+
+def test_info_piped_through_a_subprocess_is_plain_and_uncut():
+    done = subprocess.run([sys.executable, "-m", "unijax", "info"], capture_output=True,
+                          text=True, env={**os.environ, "COLUMNS": "40"})
+    assert done.returncode == 0, done.stderr
+    assert "┃" not in done.stdout and "…" not in done.stdout
+    assert "  numpy: available" in done.stdout
 
 
 def test_info_falls_back_to_plain_text_without_rich(capsys, monkeypatch):
@@ -154,3 +184,43 @@ def test_console_script_runs_in_a_subprocess():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "Selected: backend 'numpy'" in result.stdout
+
+
+def test_version_flag_prints_the_installed_version(capsys):
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"unijax {metadata.version('unijax')}"
+
+
+def test_python_dash_m_unijax_runs_the_command_line():
+    done = subprocess.run([sys.executable, "-m", "unijax", "--version"], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("unijax ")
+
+
+def test_a_failing_command_prints_one_line_and_exits_2(capsys):
+    assert main(["demo", "--backend", "no-such-backend", "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    first, hint = err.strip().splitlines()
+    assert first.startswith("unijax demo: error: ") and "no-such-backend" in first
+    assert "--debug" in hint
+
+
+def test_debug_flag_shows_the_traceback():
+    from unijax.errors import UnknownBackendError
+
+    with pytest.raises(UnknownBackendError):
+        main(["--debug", "demo", "--backend", "no-such-backend", "--steps", "1"])
+
+
+@pytest.mark.parametrize("steps", ["0", "-3", "many"])
+def test_demo_rejects_steps_that_are_not_positive(capsys, steps):
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--steps", steps])
+    assert info.value.code == 2
+    assert "at least 1" in capsys.readouterr().err

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -36,7 +39,7 @@ def write_pyproject(folder: Path, body: str) -> Path:
 def test_options_table_has_every_option_with_env_var_and_help():
     options = {opt.name: opt for opt in unijax.config.options()}
     assert set(options) == {"backend", "default_float_dtype", "plugins",
-                            "disable_plugin_autoload", "jit_cache_size"}
+                            "disable_plugin_autoload", "jit_cache_size", "jit_compiler"}
     for opt in options.values():
         assert opt.env == "UNIJAX_" + opt.name.upper()
         assert opt.help
@@ -250,6 +253,63 @@ def test_config_file_unknown_key_suggests_the_option(tmp_path):
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize("first, second", [("default-float-dtype", "default_float_dtype"),
+                                           ("default_float_dtype", "default-float-dtype")])
+def test_config_file_option_spelled_twice_names_both_spellings_and_the_file(
+        tmp_path, first, second):
+    path = write_pyproject(
+        tmp_path, f'[tool.unijax]\n{first} = "float32"\n{second} = "float64"\n')
+    _config.reload()
+    for read in (unijax.default_float_dtype, lambda: unijax.config.read("backend")):
+        with pytest.raises(ConfigError) as info:
+            read()
+        text = str(info.value)
+        assert str(path) in text
+        assert f"'{first}'" in text and f"'{second}'" in text
+        assert "'float32'" in text and "'float64'" in text
+
+
+@pytest.mark.parametrize("var", ["UNIJAX_BACKEND", "UNIJAX_DEFAULT_FLOAT_DTYPE",
+                                 "UNIJAX_PLUGINS", "UNIJAX_JIT_CACHE_SIZE"])
+def test_huge_env_value_is_echoed_cut_short(monkeypatch, var):
+    huge = "a" * 100_000
+    monkeypatch.setenv(var, huge)
+    _config.reload()
+    name = next(o.name for o in unijax.config.options() if o.env == var)
+    with pytest.raises(unijax.errors.UnijaxError) as info:
+        _config.read(name)
+        unijax.grad(lambda x: x * x)(1.0)  # the backend option: resolved by a call
+    text = str(info.value)
+    assert len(text) < 2_000, len(text)
+    assert re.search(r"\(1000\d\d characters", text), text
+
+
+@pytest.mark.parametrize("call", [
+    lambda name: unijax.grad(lambda x: x * x, backend=name)(1.0),
+    lambda name: unijax.use_backend(name).__enter__(),
+    lambda name: unijax.set_backend(name),
+    lambda name: unijax.explain_backend(backend=name),
+    lambda name: unijax.to_backend(1.0, name),
+    lambda name: unijax.config.read(name),
+    lambda name: unijax.config.update("backend", name + "!"),
+])
+def test_huge_backend_argument_is_echoed_cut_short(call):
+    huge = "b" * 100_000
+    with pytest.raises(unijax.errors.UnijaxError) as info:
+        call(huge)
+    text = str(info.value)
+    assert len(text) < 2_000, len(text)
+    assert re.search(r"\(1000\d\d characters", text), text
+
+
+def test_huge_unknown_key_in_config_file_is_echoed_cut_short(tmp_path):
+    write_pyproject(tmp_path, f'[tool.unijax]\n{"k" * 50_000} = 1\n')
+    _config.reload()
+    with pytest.raises(ConfigError) as info:
+        unijax.config.read("backend")
+    assert len(str(info.value)) < 2_000 and "50000 characters" in str(info.value)
+
+
 def test_config_file_bad_toml_names_the_file(tmp_path):
     path = write_pyproject(tmp_path, "[tool.unijax\nbackend = 1\n")
     _config.reload()
@@ -443,6 +503,98 @@ def test_use_backend_isolated_across_asyncio_tasks():
         return await asyncio.gather(task("numpy", a, b), task("jax", b, a))
 
     assert asyncio.run(main()) == ["numpy", "jax"]
+    assert unijax.explain_backend().rule == "default"
+
+
+def _backends_seen(fn) -> str:
+    # What a transform call really ran on: the type of the gradient it returns.
+    return type(fn(np.asarray(1.5))).__module__.partition(".")[0]
+
+
+def test_use_backend_in_a_generator_does_not_leak_to_the_code_it_yields_to():
+    grad = unijax.grad(lambda x: x * x)
+    seen: list[str] = []
+
+    def gen():
+        with unijax.use_backend("jax"):
+            for _ in range(2):
+                seen.append(_backends_seen(grad))  # warm after the first: the fast path
+                yield unijax.current_backend()
+
+    with unijax.use_backend("autograd"):
+        it = gen()
+        assert next(it) == "jax"
+        assert unijax.current_backend() == "autograd"  # after the yield: the caller's
+        assert unijax.config.read("backend") == "autograd"
+        assert unijax.explain_backend().reason == "inside unijax.use_backend('autograd')"
+        assert _backends_seen(grad) == "numpy"  # autograd computes on NumPy arrays
+        assert next(it) == "jax"  # back inside the generator: its own choice again
+        assert unijax.current_backend() == "autograd"
+        it.close()
+        assert unijax.current_backend() == "autograd"
+    assert seen == ["jaxlib", "jaxlib"]
+    assert unijax.explain_backend().rule == "default"
+    assert [*gen()] == ["jax", "jax"]
+    assert unijax.explain_backend().rule == "default"
+
+
+def test_use_backend_in_a_generator_holds_in_threads_it_starts():
+    def gen():
+        with unijax.use_backend("jax"):
+            seen: list[str] = []
+            ctx = contextvars.copy_context()
+            thread = threading.Thread(target=lambda: seen.append(
+                ctx.run(unijax.current_backend)))
+            thread.start()
+            thread.join()
+            yield seen[0]
+
+    assert [*gen()] == ["jax"]
+
+
+def test_use_backend_in_an_async_generator_does_not_leak():
+    async def agen():
+        with unijax.use_backend("jax"):
+            yield unijax.current_backend()
+            yield unijax.current_backend()
+
+    async def main() -> list[str]:
+        seen = []
+        async for inside in agen():
+            seen += [inside, unijax.current_backend()]
+        return seen
+
+    assert asyncio.run(main()) == ["jax", "numpy", "jax", "numpy"]
+
+
+@contextlib.contextmanager
+def _jax_scope():
+    with unijax.use_backend("jax"):
+        yield
+
+
+@pytest.fixture
+def jax_backend():
+    with unijax.use_backend("jax"):
+        yield
+
+
+def test_use_backend_in_a_context_manager_body_holds_in_its_with_block():
+    with _jax_scope():
+        assert unijax.current_backend() == "jax"
+    assert unijax.explain_backend().rule == "default"
+
+
+def test_use_backend_in_a_fixture_holds_in_the_test(jax_backend):
+    assert unijax.current_backend() == "jax"
+
+
+def test_use_backend_as_a_decorator():
+    @unijax.use_backend("jax")
+    def inside() -> str:
+        return unijax.current_backend()
+
+    assert [inside(), inside()] == ["jax", "jax"]
     assert unijax.explain_backend().rule == "default"
 
 

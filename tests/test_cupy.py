@@ -4,8 +4,10 @@ Everything that needs no GPU runs here on the CPU. Kernel generation is pure str
 on the IR, so programs are staged with NumPy and compiled with ``compile_cupy``; the CUDA
 C it writes is then *executed* by ``cuda_emulator`` (a NumPy evaluator of the same
 strings, following C's typing rules), which proves that the fusion plan and every
-template compute the eager values. Tests marked ``gpu`` run the same programs through
-real CuPy kernels and are skipped, with the reason, where CuPy or a CUDA device is missing.
+template compute the eager values. That the same strings are valid CUDA is proven by
+``test_cuda_compile.py`` (NVRTC and ptxas, no GPU). Tests marked ``gpu`` run the same
+programs through real CuPy kernels and are skipped, with the reason, where CuPy or a CUDA
+device is missing; CuPy installed without a device makes the backend unavailable.
 """
 
 from __future__ import annotations
@@ -36,6 +38,21 @@ from unijax.engine.optimize import optimize
 from unijax.engine.staging import stage
 
 HAS_CUPY = importlib.util.find_spec("cupy") is not None
+
+
+def _cuda_devices() -> int:
+    """How many CUDA devices CuPy sees (0 without CuPy, a driver or a device)."""
+    if not HAS_CUPY:
+        return 0
+    import cupy
+
+    try:
+        return int(cupy.cuda.runtime.getDeviceCount())
+    except Exception:  # no driver, or no device
+        return 0
+
+
+HAS_DEVICE = _cuda_devices() > 0
 
 
 def staged(fun: Any, *args: Any, optimized: bool = True) -> Any:
@@ -381,7 +398,7 @@ def test_backend_declares_engine_transforms_a_compiler_and_gpu_devices():
     assert backend.array_modules == ("cupy",)
     caps = backend.capabilities
     assert caps.native == frozenset() and caps.compiler and caps.mutable_arrays
-    assert backend.compiler is not None and backend.install_hint == 'pip install "unijax[cupy]"'
+    assert backend.compiler is not None and backend.install_hint == 'pip install cupy-cuda12x'
     assert backend.extras["default_device_kind"]() == "gpu"
     assert backend.extras["parse_device"]("cpu") == "cpu"  # not a GPU name: unchanged
 
@@ -396,7 +413,7 @@ def test_import_and_plugin_load_import_no_cupy_and_no_numpy():
     """)
     before, after, numpy_loaded, available = out.split()
     assert (before, after, numpy_loaded) == ("False", "False", "False")
-    assert available == str(HAS_CUPY)
+    assert available == str(HAS_CUPY and HAS_DEVICE)  # installed is not enough: usable
 
 
 @pytest.mark.skipif(HAS_CUPY, reason="CuPy is installed")
@@ -406,10 +423,68 @@ def test_missing_cupy_is_unavailable_with_the_install_hint():
 
     info = {p.name: p for p in list_backends()}["cupy"]
     assert info.backend is not None and not info.available
-    with pytest.raises(BackendUnavailableError, match=re.escape('pip install "unijax[cupy]"')):
+    with pytest.raises(BackendUnavailableError, match=re.escape('pip install cupy-cuda12x')):
         get_backend("cupy")
     with pytest.raises(BackendUnavailableError, match="'cupy' needs cupy"):
         unijax.jit(lambda x: x * 2.0, backend="cupy")(np.ones(3))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux probe")
+def test_usable_needs_the_driver_library_and_a_device_node(monkeypatch):
+    import ctypes
+    import glob
+
+    import unijax_cupy
+
+    def no_driver(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_driver)
+    assert "no CUDA driver" in unijax_cupy._unusable()
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: object())
+    monkeypatch.setattr(glob, "glob", lambda pattern: [])
+    monkeypatch.setattr("os.path.exists", lambda path: False)
+    assert unijax_cupy._unusable() == "no CUDA device"
+    monkeypatch.setattr(glob, "glob", lambda pattern: ["/dev/nvidia0"])
+    assert unijax_cupy._unusable() is None
+
+
+@pytest.mark.skipif(not HAS_CUPY or HAS_DEVICE, reason="needs CuPy installed and no device")
+def test_installed_cupy_without_a_device_is_unavailable_with_the_reason(capsys):
+    from unijax.cli.info import main as info_main
+    from unijax.dispatch.plugins import get_backend, list_backends
+    from unijax.errors import BackendUnavailableError
+
+    info = {p.name: p for p in list_backends()}["cupy"]
+    assert info.backend is not None and not info.available
+    reason = info.backend.unusable
+    assert reason is not None and ("no CUDA device" in reason or "no CUDA driver" in reason)
+    with pytest.raises(BackendUnavailableError, match="installed but cannot compute here"):
+        get_backend("cupy")
+    with pytest.raises(BackendUnavailableError, match=re.escape(reason)):
+        unijax.jit(lambda x: x * 2.0, backend="cupy")(np.ones(3))
+    info_main(["--plain"])
+    assert f"  cupy: unavailable: {reason}" in capsys.readouterr().out
+    from unijax.testing import check_backends
+
+    report = check_backends(lambda x: ops.sum(x * x), np.ones(3), backends=["numpy", "cupy"])
+    assert reason in report.skipped["cupy"] and not any(r.backend == "cupy"
+                                                        for r in report.rows)
+
+
+@pytest.mark.skipif(not HAS_CUPY or HAS_DEVICE, reason="needs CuPy installed and no device")
+def test_check_runs_the_offline_check_of_a_backend_that_cannot_compute(monkeypatch, capsys):
+    from unijax.cli import check
+    from unijax.dispatch.plugins import get_backend
+
+    backend = get_backend("cupy", require_available=False)
+    calls = []
+    monkeypatch.setitem(backend.extras, "offline_check", lambda: calls.append(1) or 0)
+    assert check._offline_checks(["cupy"]) == 0 and calls == [1]
+    assert "cupy: cannot compute here" in capsys.readouterr().out
+    monkeypatch.setitem(backend.extras, "offline_check", lambda: 1)
+    assert check._offline_checks([]) == 1  # every installed backend by default
+    assert check._offline_checks(["numpy"]) == 0  # cupy not asked for
 
 
 # Stands for CuPy: unijax recognises arrays by their type's module alone.
@@ -426,8 +501,9 @@ def test_a_numpy_array_meeting_a_cupy_array_is_a_device_transfer_error(tmp_path)
     (tmp_path / "cupy").mkdir()
     (tmp_path / "cupy" / "__init__.py").write_text(FAKE_CUPY)
     out = run_python("""
-        import numpy as np, cupy, unijax
+        import numpy as np, cupy, unijax, unijax_cupy
         from unijax.errors import DeviceTransferError
+        unijax_cupy._unusable = lambda: None  # the fake stands for a CuPy with a GPU
         try:
             unijax.grad(lambda x, y: (x * y).sum())(cupy.ndarray((3,)), np.ones(3))
         except DeviceTransferError as err:
@@ -444,14 +520,10 @@ def test_a_numpy_array_meeting_a_cupy_array_is_a_device_transfer_error(tmp_path)
 def cp() -> Any:
     if not HAS_CUPY:
         pytest.skip("CuPy is not installed")
+    if not HAS_DEVICE:
+        pytest.skip("no CUDA device")
     import cupy
 
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception:
-        count = 0
-    if count == 0:
-        pytest.skip("no CUDA device")
     return cupy
 
 

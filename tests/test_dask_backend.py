@@ -257,3 +257,64 @@ def test_gradient_runs_chunked_on_both_workers(client: Any) -> None:
     Xn, yn = unijax_dask.compute((X, y))
     np.testing.assert_allclose(g, -2.0 * Xn.T @ yn / rows, rtol=1e-10)
     assert client.run(lambda: 1) == dict.fromkeys(client.scheduler_info()["workers"], 1)
+
+
+@pytest.mark.parametrize("construct", ["fori_loop", "scan_xs", "scan_carry", "while_loop",
+                                       "cond", "switch", "map"])
+def test_unknown_chunk_sizes_in_lax_raise_the_transforms_shape_error(construct: str) -> None:
+    x = da.arange(10.0, chunks=5)
+    masked = x[x > 3.0]
+    lax = unijax.lax
+    run = {
+        "fori_loop": lambda: lax.fori_loop(0, 3, lambda i, c: c * 2.0, masked),
+        "scan_xs": lambda: lax.scan(lambda c, v: (c + v, c), 0.0, masked),
+        "scan_carry": lambda: lax.scan(lambda c, v: (c + v, c), masked, da.ones(3)),
+        "while_loop": lambda: lax.while_loop(lambda c: c[0] < 3,
+                                             lambda c: (c[0] + 1, c[1] * 2.0), (0, masked)),
+        "cond": lambda: lax.cond(True, lambda v: v * 2.0, lambda v: v, masked),
+        "switch": lambda: lax.switch(1, [lambda v: v * 2.0, lambda v: v], masked),
+        "map": lambda: lax.map(lambda v: v * 2.0, masked),
+    }[construct]
+    with pytest.raises(ShapeError, match=r"compute_chunk_sizes\(\)"):
+        run()
+    masked.compute_chunk_sizes()  # known sizes: the same call computes as on NumPy
+    got = unijax_dask.compute(run())  # on the cluster if one is active: while_loop persists
+    xn = np.arange(4.0, 10.0)
+    want = {
+        "fori_loop": lambda: xn * 8.0,
+        "scan_xs": lambda: (xn.sum(), np.concatenate([[0.0], np.cumsum(xn)[:-1]])),
+        "scan_carry": lambda: (xn + 3.0, np.stack([xn, xn + 1.0, xn + 2.0])),
+        "while_loop": lambda: (3, xn * 8.0),
+        "cond": lambda: xn * 2.0,
+        "switch": lambda: xn,
+        "map": lambda: xn * 2.0,
+    }[construct]()
+    for a, b in zip(unijax.tree_util.tree_leaves(got), unijax.tree_util.tree_leaves(want),
+                    strict=True):
+        np.testing.assert_allclose(a, b)
+
+
+def test_jit_computes_nothing_while_staging_or_calling() -> None:
+    from dask.callbacks import Callback
+
+    computations: list[int] = []
+
+    class Count(Callback):  # type: ignore[misc]
+        def _start(self, dsk: Any) -> None:
+            computations.append(len(dsk))
+
+    X = da.random.default_rng(0).standard_normal((200, 3), chunks=(10, 3))
+    y = X[:, 0] * 2.0
+    w = da.zeros(3, chunks=3)
+
+    def step(w: Any, X: Any, y: Any) -> Any:
+        return w - 0.1 * unijax.grad(loss)(w, X, y)
+
+    jitted = unijax.jit(step)
+    with Count():
+        first = jitted(w, X, y)
+        second = jitted(first, X, y)
+    assert computations == []  # neither staging nor the calls ran a graph
+    Xn, yn = X.compute(scheduler="sync"), y.compute(scheduler="sync")
+    want = step(step(np.zeros(3), Xn, yn), Xn, yn)
+    np.testing.assert_allclose(second.compute(scheduler="sync"), want, rtol=1e-12)

@@ -7,6 +7,7 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 
 import array_api_compat
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 
 import unijax
 from unijax.dispatch import backend as _backend
+from unijax.dispatch import loading
 from unijax.dispatch import plugins as _plugins
 from unijax.dispatch import selection as _select
 
@@ -124,6 +126,143 @@ def test_a_loader_may_use_unijax_without_waiting_for_itself():
     thread.join(20)
     assert done == [array_api_compat.numpy]
     assert not _backend.LOADING
+
+
+NINE_THREADS = """
+    import threading
+
+    import numpy as np
+    from array_api_compat import array_namespace
+
+    import unijax
+
+    names = ["jax", "autograd", "numpy"] * 3
+    barrier = threading.Barrier(len(names))
+    results = {}
+
+    def work(i, name):
+        try:
+            barrier.wait()
+            with unijax.use_backend(name):
+                g = unijax.grad(lambda x: array_namespace(x).sum(x * x))(np.ones(3))
+            results[i] = np.asarray(g).tolist()
+        except BaseException as err:
+            results[i] = f"{type(err).__name__}: {err}"
+
+    threads = [threading.Thread(target=work, args=(i, n)) for i, n in enumerate(names)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, name in enumerate(names):
+        print(name, results.get(i, "no result"))
+"""
+
+
+@pytest.mark.slow
+def test_user_code_never_meets_a_half_imported_library_in_twenty_fresh_processes(tmp_path):
+    # array_api_compat's array_namespace, on NumPy arrays in the NumPy and Autograd
+    # threads, looks up jax.Array as soon as "jax" is in sys.modules: while the JAX
+    # thread imports it, that lookup fails unless no user code runs meanwhile.
+    for attempt in range(20):
+        result = subprocess.run([sys.executable, "-c", textwrap.dedent(NINE_THREADS)],
+                                capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert result.returncode == 0, (attempt, result.stderr)
+        rows = [line.split(" ", 1) for line in result.stdout.strip().splitlines()]
+        assert len(rows) == 9, (attempt, result.stdout)
+        wrong = [(name, got) for name, got in rows if got != "[2.0, 2.0, 2.0]"]
+        assert not wrong, (attempt, wrong)
+
+
+def _slow_backend(name: str, started: threading.Event, release: threading.Event,
+                  log: list[str]) -> _backend.Backend:
+    def loader():
+        log.append("load starts")
+        started.set()
+        release.wait(10)
+        return array_api_compat.numpy
+
+    return _backend.Backend(name, (name,), (), "", loader)
+
+
+def test_a_load_waits_for_a_call_already_running_user_code():
+    log: list[str] = []
+    inside, leave = threading.Event(), threading.Event()
+
+    def user_code(x):
+        log.append("user code starts")
+        inside.set()
+        assert leave.wait(10)
+        log.append("user code ends")
+        return array_api_compat.array_namespace(x).sum(x * x)
+
+    grad = unijax.grad(user_code, backend="numpy")
+    caller = threading.Thread(target=lambda: grad(np.asarray(1.5)))
+    caller.start()
+    assert inside.wait(10)
+    release = threading.Event()
+    release.set()
+    slow = _slow_backend("drain_test", threading.Event(), release, log)
+    loader = threading.Thread(target=lambda: slow.namespace)
+    loader.start()
+    time.sleep(0.3)
+    early = list(log)
+    leave.set()
+    caller.join(10)
+    loader.join(10)
+    assert early == ["user code starts"]  # the import waited for the running call
+    assert log == ["user code starts", "user code ends", "load starts"]
+    assert not _backend.LOADING
+
+
+def test_a_pullback_called_during_a_load_waits_for_it():
+    _, pullback = unijax.vjp(lambda x: x * 3.0, np.asarray([1.0, 2.0]), backend="numpy")
+    started, release = threading.Event(), threading.Event()
+    slow = _slow_backend("pullback_test", started, release, [])
+    loader = threading.Thread(target=lambda: slow.namespace)
+    loader.start()
+    assert started.wait(10)
+    finished: list[float] = []
+    caller = threading.Thread(
+        target=lambda: finished.append(pullback(np.ones(2)) and time.monotonic()))
+    caller.start()
+    time.sleep(0.3)
+    assert not finished
+    released = time.monotonic()
+    release.set()
+    loader.join(10)
+    caller.join(10)
+    assert finished and finished[0] >= released
+
+
+def test_a_load_needed_by_a_thread_the_running_call_waits_for_goes_ahead(monkeypatch):
+    # User code inside a transform waits for a worker thread that makes the first call of
+    # another backend: the worker's load cannot wait for the call to end (it never
+    # would), so after a bounded wait it goes ahead and says so.
+    monkeypatch.setattr(loading, "DRAIN_TIMEOUT_S", 0.2)
+    release = threading.Event()
+    release.set()
+    slow = _slow_backend("pool_test", threading.Event(), release, [])
+    caught: list[warnings.WarningMessage] = []
+
+    def worker():
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            slow.namespace  # noqa: B018  (the load under test)
+        caught.extend(seen)
+
+    def user_code(x):
+        thread = threading.Thread(target=worker, name="pool-worker")
+        thread.start()
+        thread.join(10)
+        assert not thread.is_alive()
+        return array_api_compat.array_namespace(x).sum(x * x)
+
+    g = unijax.grad(user_code, backend="numpy")(np.asarray(1.5))
+    np.testing.assert_allclose(g, 3.0)
+    assert [type(w.message) for w in caught] == [RuntimeWarning]
+    assert "'pool_test'" in str(caught[0].message)
+    assert "MainThread" in str(caught[0].message)
 
 
 # --- config reload racing with calls ------------------------------------------------------------

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import importlib.util
 import pkgutil
 
 import pytest
 
 import unijax
 
-PLUGINS = ["unijax_numpy", "unijax_jax", "unijax_autograd", "unijax_autograd.custom",
-           "unijax_autograd.transforms", "unijax_array_api_strict", "unijax_cupy",
-           "unijax_cupy.kernels"]
+# Every module of every built-in plugin package (found by walking them, so a new module's
+# examples run without a list to keep up to date).
+_PLUGIN_PACKAGES = ["unijax_numpy", "unijax_jax", "unijax_autograd", "unijax_array_api_strict",
+                    "unijax_cupy", "unijax_torch", "unijax_dask"]
+PLUGINS = sorted(
+    {name for name in _PLUGIN_PACKAGES if importlib.util.find_spec(name) is not None}
+    | {m.name for name in _PLUGIN_PACKAGES if importlib.util.find_spec(name) is not None
+       for m in pkgutil.walk_packages(importlib.import_module(name).__path__, f"{name}.")})
 # ``__main__`` modules run the command line when imported: they hold no examples.
 MODULES = sorted(
     {m.name for m in pkgutil.walk_packages(unijax.__path__, "unijax.")

@@ -35,6 +35,10 @@ def _backend_env(backend: str) -> dict[str, str]:
     # A quick run would spend most of its time in torch.compile, which jit only hands the
     # hottest programs to; generated Python gives the same values.
     extra = {"UNIJAX_TORCH_COMPILE": "never"} if backend == "torch" else {}
+    if backend == "jax":
+        # The examples' own code between unijax calls computes in float64 only with JAX's
+        # x64 flag on, which is the application's to set (unijax never changes it).
+        extra = {"JAX_ENABLE_X64": "1"}
     return _env(UNIJAX_BACKEND=backend, **extra)
 
 

@@ -131,3 +131,27 @@ def test_placements_reach_jax_jit() -> None:
     np.testing.assert_array_equal(np.asarray(out), [2.0, 2.0, 2.0])
     with pytest.raises(ValueError):  # JAX's own check: a sharding per argument
         unijax.jit(lambda a, b: a + b, in_shardings=(sharding,) * 3)(x, x)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_partition_spec_axis_missing_from_mesh(backend: str) -> None:
+    # The same class on both: the engine refuses a multi-device placement, JAX a spec
+    # naming an axis its mesh lacks.
+    jax = pytest.importorskip("jax")
+    from jax.sharding import Mesh
+    from jax.sharding import PartitionSpec as P
+
+    mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
+    x = unijax.asarray(np.ones((2, 2)), backend=backend)
+    for kwargs in ({"in_shardings": P("model")}, {"in_shardings": P("data", "model")},
+                   {"out_shardings": P("model")}):
+        with jax.set_mesh(mesh), pytest.raises(TransformArgumentError, match="shardings"):
+            unijax.jit(lambda v: v * 2.0, backend=backend, **kwargs)(x)
+
+
+def test_bare_partition_spec_without_mesh_on_jax() -> None:
+    jnp = pytest.importorskip("jax.numpy")
+    from jax.sharding import PartitionSpec as P
+
+    with pytest.raises(TransformArgumentError, match=r"jax.set_mesh\(mesh\)"):
+        unijax.jit(lambda v: v * 2.0, in_shardings=P("data"))(jnp.ones(2))

@@ -27,7 +27,9 @@ DEFERRED = {
     ("unijax_autograd", "_load_namespace"),  # autograd, via the namespace module
     ("unijax_autograd", "_load_native"),  # autograd, via the transforms and custom rules
     ("unijax_cupy", "_compile"),  # the kernel generator, needed only once CuPy runs
+    ("unijax_cupy", "_compile_check"),  # the generator and the compile check, for `check`
     ("unijax_torch", "_load_native"),  # torch, via torch.func's transforms and custom rules
+    ("unijax_torch", "_scope"),  # torch, via the guard's TorchFunctionMode
 }
 # pytest imports its plugin in every session of the environment: unijax loads on use.
 LIGHT_MODULES = {"unijax_conformance.plugin"}

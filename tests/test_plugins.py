@@ -9,7 +9,7 @@ import sys
 import textwrap
 import threading
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +170,114 @@ def test_loading_is_thread_safe():
     assert [n for n, _ in _plugins._get()._pm.list_name_plugin()] == ["jax"]
 
 
+SLOW_PLUGIN = HEADER + """
+import unijax_test_gate
+
+unijax_test_gate.started.set()
+unijax_test_gate.release.wait(10)
+
+@hookimpl
+def unijax_backend():
+    return Backend("slowpl", ("unijax_test_slowpl",), (), "", lambda: None)
+"""
+
+
+@pytest.fixture
+def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
+    """Events a test plugin's module waits on while it is imported."""
+    module = types.ModuleType("unijax_test_gate")
+    module.started = threading.Event()
+    module.release = threading.Event()
+    monkeypatch.setitem(sys.modules, "unijax_test_gate", module)
+    yield module
+    module.release.set()
+
+
+@pytest.mark.parametrize("explicit", [True, False])
+def test_a_call_on_a_loaded_backend_never_waits_for_another_plugin_import(
+        make_plugins, gate, explicit):
+    make_plugins({"slowpl": "unijax_test_slowpl"}, {"unijax_test_slowpl": SLOW_PLUGIN})
+    _plugins.get_backend("numpy").namespace  # noqa: B018  (NumPy is loaded, nothing else)
+    slow = threading.Thread(target=lambda: _plugins.get_backend("slowpl"), daemon=True)
+    slow.start()
+    assert gate.started.wait(10)
+    results: list[object] = []
+    grad = unijax.grad(lambda x: x * x, backend="numpy" if explicit else None)
+    caller = threading.Thread(target=lambda: results.append(grad(np.asarray(1.5))),
+                              daemon=True)
+    caller.start()
+    caller.join(5)
+    done_while_importing = bool(results) and slow.is_alive()
+    gate.release.set()
+    slow.join(10)
+    caller.join(10)
+    assert done_while_importing
+    np.testing.assert_allclose(results[0], 3.0)
+    assert _plugins.get_backend("slowpl").name == "slowpl"
+
+
+def test_a_type_lookup_needing_every_plugin_waits_for_a_slow_import(make_plugins, gate):
+    # An array type no loaded backend is named after may belong to the plugin still
+    # importing: that lookup waits for it (and then finds the right owner).
+    make_plugins({"slowpl": "unijax_test_slowpl"}, {"unijax_test_slowpl": SLOW_PLUGIN})
+    slow = threading.Thread(target=lambda: _plugins.get_backend("slowpl"), daemon=True)
+    slow.start()
+    assert gate.started.wait(10)
+    owner_type = type("SlowArray", (), {"__module__": "unijax_test_slowpl"})
+    found: list[object] = []
+    lookup = threading.Thread(target=lambda: found.append(
+        _plugins.backend_for_type(owner_type)), daemon=True)
+    lookup.start()
+    lookup.join(0.3)
+    assert not found
+    gate.release.set()
+    lookup.join(10)
+    slow.join(10)
+    assert found == [_plugins.get_backend("slowpl")]
+
+
+IMPOSTOR = HEADER + """
+@hookimpl
+def unijax_backend():
+    return Backend("numpy", ("numpy",), ("numpy",), "pip install numpy", lambda: "impostor-xp")
+"""
+
+
+def test_third_party_entry_point_named_like_a_builtin_is_reported_and_ignored(make_plugins):
+    make_plugins({"numpy": "unijax_test_impostor"}, {"unijax_test_impostor": IMPOSTOR})
+    with pytest.warns(RuntimeWarning) as caught:
+        backend = _plugins.get_backend("numpy")
+    assert backend.plugin == "unijax_numpy"  # the built-in stays
+    assert backend.namespace is not None and backend.namespace != "impostor-xp"
+    text = str(caught[0].message)
+    assert "'numpy'" in text and "unijax 0.1.0" in text
+    assert "unijax-test-plugins 1.0" in text and "unijax_test_impostor" in text
+    assert "UNIJAX_PLUGINS='numpy=unijax-test-plugins'" in text
+    assert "unijax_test_impostor" not in sys.modules  # never imported
+
+
+def test_plugins_option_picks_the_distribution_of_a_duplicated_name(make_plugins,
+                                                                     monkeypatch):
+    make_plugins({"numpy": "unijax_test_impostor"}, {"unijax_test_impostor": IMPOSTOR})
+    monkeypatch.setenv("UNIJAX_PLUGINS", "numpy=unijax_test_plugins, jax")
+    _config.reload()
+    backend = _plugins.get_backend("numpy")  # no warning: the user chose
+    assert backend.plugin == "unijax_test_impostor"
+    assert backend.namespace == "impostor-xp"
+    assert _plugins.get_backend("jax").plugin == "unijax_jax"
+
+
+def test_plugins_option_picking_a_distribution_without_that_name_raises(make_plugins,
+                                                                        monkeypatch):
+    make_plugins({"toy": "unijax_test_toy"}, {"unijax_test_toy": GOOD})
+    monkeypatch.setenv("UNIJAX_PLUGINS", "numpy=unijax-test-plugins")
+    _config.reload()
+    with pytest.raises(unijax.errors.ConfigError) as info:
+        _plugins.get_backend("numpy")
+    text = str(info.value)
+    assert "'unijax-test-plugins'" in text and "unijax 0.1.0" in text
+
+
 # --- errors -----------------------------------------------------------------------------
 
 
@@ -185,14 +293,16 @@ def test_unknown_backend_lists_installed_and_suggests_nearest():
     assert state() == before
 
 
-@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="cupy is installed")
-def test_missing_library_raises_with_install_hint():
+def test_missing_library_raises_with_install_hint(monkeypatch):
+    find_spec = importlib.util.find_spec  # cupy may be installed: hide it from this test
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "cupy"
+                        else find_spec(name, *rest))
     with pytest.raises(BackendUnavailableError) as info:
         _plugins.get_backend("cupy")
     assert isinstance(info.value, ImportError)
-    assert info.value.install_hint == 'pip install "unijax[cupy]"'
+    assert info.value.install_hint == 'pip install cupy-cuda12x'
     assert "needs cupy, which is not installed" in str(info.value)
-    assert 'pip install "unijax[cupy]"' in str(info.value)
+    assert 'pip install cupy-cuda12x' in str(info.value)
 
 
 def test_missing_library_of_third_party_plugin(make_plugins):

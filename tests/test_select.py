@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import types
 
@@ -175,7 +174,7 @@ def test_jit_native_fast_path_walks_dicts_lists_and_tuples(monkeypatch):
         return params["w"] * xs[0] + params["b"][1]
 
     fast, native = unijax.jit(f), jax.jit(f)
-    unijax.namespace("jax")  # loads JAX's plugin first: x64 on, as for every JAX array below
+    unijax.namespace("jax")  # loads JAX's plugin first
     params = {"w": jnp.ones(3), "b": [None, jnp.full(3, 2.0)]}
     xs = (jnp.arange(3.0),)
     with unijax.use_backend("jax"):
@@ -198,7 +197,7 @@ def test_jit_native_fast_path_follows_the_active_backend():
 
     fun = unijax.jit(lambda x: array_namespace(x).sin(x) * 2.0)
     x = np.linspace(0.0, 1.0, 3)
-    x_jax = unijax.asarray(x, backend="jax")  # float64: loading JAX's plugin enables x64
+    x_jax = unijax.asarray(x, backend="jax")  # float64: unijax's calls on JAX use x64
     with unijax.use_backend("jax"):
         on_jax = fun(x_jax)
         on_jax = fun(x_jax)  # the warm path
@@ -308,10 +307,8 @@ def test_prepare_call_converts_numpy_to_jax_losslessly():
 
 
 def test_prepare_call_converts_jax_and_strict_to_numpy():
-    import jax.numpy as jnp
-
-    _, _, (a, b) = prepare_call((jnp.arange(3.0), [array_api_strict.asarray([1, 2])]),
-                                "numpy", "f")
+    x_jax = unijax.asarray(np.arange(3.0), backend="jax")  # float64, JAX's x64 flag aside
+    _, _, (a, b) = prepare_call((x_jax, [array_api_strict.asarray([1, 2])]), "numpy", "f")
     assert type(a) is np.ndarray and a.dtype == np.float64
     assert type(b[0]) is np.ndarray and b[0].tolist() == [1, 2]
 
@@ -449,7 +446,8 @@ def test_to_backend_moves_between_devices_explicitly(gpu_backend):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(importlib.util.find_spec("cupy") is None, reason="needs cupy and a GPU")
+@pytest.mark.skipif(not _plugins.get_backend("cupy", require_available=False).available,
+                    reason="needs cupy and a GPU")
 def test_cupy_implicit_transfer_raises_and_explicit_works():
     with pytest.raises(DeviceTransferError):
         prepare_call((np.ones(2),), "cupy", "f")

@@ -369,3 +369,113 @@ def test_check_backends_records_errors(off_by_one: str) -> None:
 def test_check_backends_rejects_unknown_transforms() -> None:
     with pytest.raises(ValueError, match="unknown transforms"):
         check_backends(_loss, np.ones(2), transforms=("hessian",))
+
+
+class _Wrapped:
+    """An array of a wrapper library: its data is another library's array (like marray's
+    MArray), and NumPy cannot read the wrapper itself."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = np.asarray(data)
+
+    def __array__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("_Wrapped refuses __array__: use the backend's to_host")
+
+
+_Wrapped.__module__ = "unijax_test_wrapper"
+
+
+class _Opaque:
+    """An array nothing can copy to NumPy."""
+
+
+_Opaque.__module__ = "unijax_test_wrapper"
+
+
+@pytest.fixture
+def wrapper_backend(clean_plugins: None) -> Any:
+    import types
+
+    from unijax.dispatch.plugins import register_plugin
+    from unijax.extend import Backend, hookimpl
+
+    module = types.ModuleType("unijax_test_wrapper_plugin")
+
+    @hookimpl
+    def unijax_backend() -> Backend:
+        return Backend("testwrapper", ("unijax_test_wrapper",), (), "", lambda: None,
+                       extras={"to_host": lambda x: x.data + 0.0})
+
+    module.unijax_backend = unijax_backend  # type: ignore[attr-defined]
+    return register_plugin(module)
+
+
+def test_to_numpy_uses_the_backends_to_host_hook(wrapper_backend: Any) -> None:
+    got = to_numpy(_Wrapped([1.0, 2.0]))
+    assert isinstance(got, np.ndarray) and got.tolist() == [1.0, 2.0]
+
+
+def test_to_numpy_of_an_uncopyable_array_says_how_to_fix(clean_plugins: None) -> None:
+    with pytest.raises(TypeError, match=r"cannot copy .*_Opaque.*extras\['to_host'\]"):
+        to_numpy(_Opaque())
+
+
+def test_to_numpy_falls_back_to_dlpack_then_array() -> None:
+    class ViaDlpack:
+        def __init__(self) -> None:
+            self._a = np.arange(3.0)
+
+        def __dlpack__(self, **kwargs: Any) -> Any:
+            return self._a.__dlpack__(**kwargs)
+
+        def __dlpack_device__(self) -> Any:
+            return self._a.__dlpack_device__()
+
+    class ViaArray:
+        def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+            return np.arange(2.0)
+
+    assert to_numpy(ViaDlpack()).tolist() == [0.0, 1.0, 2.0]
+    assert to_numpy(ViaArray()).tolist() == [0.0, 1.0]
+
+
+class _Lazy:
+    """An array whose backend's to_host refuses it (as Dask's refuses unknown shapes),
+    while NumPy can read it."""
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        return np.arange(3.0)
+
+
+class _LazyOpaque:
+    """An array of that backend that NumPy cannot read either."""
+
+
+_Lazy.__module__ = _LazyOpaque.__module__ = "unijax_test_refusing"
+
+
+@pytest.fixture
+def refusing_backend(clean_plugins: None) -> Any:
+    import types
+
+    from unijax.dispatch.plugins import register_plugin
+    from unijax.extend import Backend, hookimpl
+
+    module = types.ModuleType("unijax_test_refusing_plugin")
+
+    def refuse(x: Any) -> Any:
+        raise ValueError("unknown shape")
+
+    @hookimpl
+    def unijax_backend() -> Backend:
+        return Backend("testrefusing", ("unijax_test_refusing",), (), "", lambda: None,
+                       extras={"to_host": refuse})
+
+    module.unijax_backend = unijax_backend  # type: ignore[attr-defined]
+    return register_plugin(module)
+
+
+def test_to_numpy_falls_back_when_the_hook_refuses(refusing_backend: Any) -> None:
+    assert to_numpy(_Lazy()).tolist() == [0.0, 1.0, 2.0]
+    with pytest.raises(TypeError, match="to_host hook raised ValueError: unknown shape"):
+        to_numpy(_LazyOpaque())

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+jax = pytest.importorskip("jax")
+jax.config.update("jax_enable_x64", True)  # a float64 reference
 
 from array_api_compat import array_namespace  # noqa: E402
 
@@ -31,7 +33,7 @@ from unijax.testing import check_grads, check_jit, check_vmap  # noqa: E402
 
 backend = get_backend("torch")
 xp = backend.namespace
-JNP = get_backend("jax").namespace  # loading it turns x64 on: a float64 reference
+JNP = get_backend("jax").namespace
 
 rng = np.random.default_rng(0)
 X = rng.uniform(0.2, 0.9, size=(3, 3))
@@ -419,7 +421,9 @@ def test_torch_compile_tier_matches_generated_python(monkeypatch: pytest.MonkeyP
 
 def test_dtype_policy_follows_unijax() -> None:
     assert unijax.grad(lambda v: v * v)(3.0).dtype == torch.float64
-    assert xp.asarray(1.0).dtype == torch.float64 and xp.zeros(2).dtype == torch.float64
+    assert unijax.asarray([1.0]).dtype == torch.float64
+    # torch's own creation functions follow torch's default, which unijax leaves alone.
+    assert xp.asarray(1.0).dtype == torch.get_default_dtype() == torch.float32
     x32 = T(np.ones(3, dtype=np.float32))
     assert unijax.grad(lambda v: array_namespace(v).sum(v * 2.0))(x32).dtype == torch.float32
     with unijax.use_default_float_dtype("float32"):

@@ -2,9 +2,14 @@
 
 ``unijax check`` reads the file while pytest runs (progress) and after it (the matrix).
 Each test's outcome is one of ``passed``, ``failed`` (an unexpected failure, or an
-expected failure that passed), ``xfail`` (failed as listed in ``xfail/<backend>.toml``) and
-``unsupported`` (skipped: the backend is not available here, or does not declare the
-capability the test needs).
+expected failure that passed, or failed for another reason than its entry states),
+``xfail`` (failed for the reason its expected-failure entry states) and
+``unsupported`` (skipped: the backend is not available here, does not declare the
+capability the test needs, or its namespace leaves out an optional extension). A failed
+test's ``exception`` is ``Type: message`` in one line (what ``unijax check`` groups
+failures by); ``stale_pattern`` names an expected-failure pattern that matched the test
+although it passed; ``xfail_problem`` says why a listed test failed (it passed, or
+failed for another reason than its entry states).
 
 Example:
     >>> outcome_of({"setup": "passed", "call": "passed", "teardown": "passed"}, False)
@@ -54,6 +59,9 @@ class EventWriter:
         self._xfail: dict[str, bool] = {}
         self._messages: dict[str, str] = {}
         self._seconds: dict[str, float] = {}
+        self._exceptions: dict[str, str] = {}
+        self._stale: dict[str, str] = {}
+        self._problems: dict[str, str] = {}
 
     def _write(self, event: dict[str, Any]) -> None:
         with self._lock:
@@ -76,6 +84,13 @@ class EventWriter:
             self._xfail[report.nodeid] = True
         if (report.failed or report.skipped) and report.nodeid not in self._messages:
             self._messages[report.nodeid] = _message(report)
+        # Set by the suite's plugin (also on xdist workers: report attributes travel).
+        if getattr(report, "unijax_exception", None) and report.failed:
+            self._exceptions.setdefault(report.nodeid, report.unijax_exception)
+        if getattr(report, "unijax_problem", None):
+            self._problems[report.nodeid] = report.unijax_problem
+        if getattr(report, "unijax_stale", None):
+            self._stale[report.nodeid] = report.unijax_stale
         if report.when != "teardown":
             return
         props = dict(report.user_properties)
@@ -89,6 +104,9 @@ class EventWriter:
             "outcome": outcome_of(phases, self._xfail.pop(report.nodeid, False)),
             "message": self._messages.pop(report.nodeid, ""),
             "seconds": round(self._seconds.pop(report.nodeid, 0.0), 4),
+            "exception": self._exceptions.pop(report.nodeid, ""),
+            "stale_pattern": self._stale.pop(report.nodeid, ""),
+            "xfail_problem": self._problems.pop(report.nodeid, ""),
         })
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:

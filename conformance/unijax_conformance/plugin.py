@@ -13,7 +13,10 @@ so it stays light: it imports no array library, not even unijax, until a test as
   them and reports the rest as skipped, with the reason; rows listed as expected
   failures always run, so that a stale entry fails the run);
 * ``--unijax-xfail FILE`` (repeatable) — extra expected-failure lists, in the format of
-  ``unijax_conformance/xfail/<backend>.toml`` (for third-party backends);
+  ``unijax_conformance/xfail/<backend>.toml`` (for third-party backends; a plugin can
+  also ship one as ``Backend.xfail_file``). Each listed row must fail for the reason its
+  entry states (``raises``, ``match``): one that fails otherwise is a failure printing
+  both (see ``_xfail``);
 * ``--unijax-events FILE`` — one JSON line per finished test (used by ``unijax check``).
 
 The fixture ``unijax_backend`` (a :class:`~unijax_conformance._support.BackendUnderTest`)
@@ -23,6 +26,7 @@ backend.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zlib
 from pathlib import Path
@@ -31,10 +35,14 @@ from typing import Any
 import pytest
 
 from unijax_conformance import _state
-from unijax_conformance._xfail import ExpectedFailures
+from unijax_conformance._xfail import Entry, ExpectedFailures, leaf_exceptions
 
 _NAMES = pytest.StashKey[list[str]]()
 _XFAILS = pytest.StashKey[ExpectedFailures]()
+_ENTRY = pytest.StashKey[Entry]()
+_STALE = pytest.StashKey[dict[str, list[str]]]()
+#: The session's config, for hooks that pytest calls without it.
+_CONFIG: list[pytest.Config] = []
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -49,8 +57,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
              "derandomized) or 'thorough' (many); default ci, or $UNIJAX_CONFORMANCE_PROFILE")
     group.addoption(
         "--unijax-xfail", action="append", default=[], metavar="FILE",
-        help="a TOML file of expected failures ('test id pattern' = 'reason') to add to "
-             "the lists shipped with unijax_conformance")
+        help="a TOML file of expected failures ('test id pattern' = { reason = ..., "
+             "raises = ..., match = ... }, in [backend] tables, or at the top level when "
+             "one backend is checked) to add to the lists shipped with unijax_conformance "
+             "and with the backends' plugins")
     group.addoption(
         "--unijax-events", default=None, metavar="FILE",
         help="write one JSON line per finished conformance test to FILE")
@@ -69,6 +79,7 @@ def pytest_configure(config: pytest.Config) -> None:
             f"UNIJAX_CONFORMANCE_PROFILE={profile!r} is not a profile; use one of "
             f"{', '.join(_state.PROFILES)}")
     _state.profile = profile
+    _CONFIG[:] = [config]
     if _requested(config):
         selected_backends(config)  # a misspelt name is a usage error before collection
     events = config.getoption("unijax_events")
@@ -120,10 +131,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def unijax_backend(request: pytest.FixtureRequest) -> Any:
-    """The backend under test (skips, with the reason, when it cannot run here)."""
+    """The backend under test (skips, with the reason, when it cannot run here).
+
+    Its tests run inside the backend's ``scope`` extra, the context unijax's own calls
+    compute in (JAX: x64 for the float64 policy, as a user enables it), so that its
+    namespace used directly computes as it does under unijax's calls.
+    """
     from unijax_conformance._support import load_backend
 
-    return load_backend(request.param)
+    backend = load_backend(request.param)
+    scope = backend.backend.extras.get("scope")
+    with scope() if scope is not None else contextlib.nullcontext():
+        yield backend
 
 
 @pytest.fixture
@@ -174,6 +193,40 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     original = _SETTINGS.get(fn)
     if original is not None:
         setattr(fn, "_hypothesis_internal_use_settings", original)  # noqa: B010
+    missing = _missing_extension(item)
+    if missing is not None:
+        pytest.skip(missing)
+
+
+#: The standard's optional extensions: a namespace may leave each out as a whole.
+EXTENSIONS = ("linalg", "fft")
+
+
+def _missing_extension(item: pytest.Item) -> str | None:
+    """Why a per-row test of an optional extension is unsupported, or None when it runs.
+
+    The standard lets a library leave out ``linalg`` and ``fft``; its own test suite
+    skips their tests then, and so does this one (the row is ``unsupported``, not failed).
+    An extension that is present is checked in full.
+    """
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or not _in_suite(item):
+        return None
+    spec, backend = callspec.params.get("spec"), callspec.params.get("unijax_backend")
+    extension, dot, _ = getattr(spec, "name", "").partition(".")
+    if not dot or extension not in EXTENSIONS or not isinstance(backend, str):
+        return None
+    from unijax.dispatch.plugins import get_backend
+    from unijax.errors import UnijaxError
+
+    try:
+        namespace = get_backend(backend).namespace
+    except UnijaxError:
+        return None  # the fixture skips, saying why the backend cannot run here
+    if hasattr(namespace, extension):
+        return None
+    return (f"unsupported: {backend}'s namespace has no {extension!r} extension (optional "
+            f"in the Array API standard), so {spec.name} cannot run on it")
 
 
 def in_sample(row: str, backend: str, share: float) -> bool:
@@ -212,7 +265,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not suite:
         return
     if _XFAILS not in config.stash:
-        config.stash[_XFAILS] = ExpectedFailures.load(config.getoption("unijax_xfail"))
+        config.stash[_XFAILS] = _load_xfails(config)
     xfails = config.stash[_XFAILS]
     dropped = []
     for item in suite:
@@ -233,11 +286,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.user_properties.append(("unijax_backend", backend or ""))
         if backend is None:
             continue
-        reason = xfails.reason(backend, suite_id(item))
-        if reason is not None:
-            # Outside the sample too: a listed failure that starts passing must fail the
-            # run in every profile, or stale entries would go unnoticed.
-            item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
+        entry = xfails.entry(backend, suite_id(item))
+        if entry is not None:
+            # Outside the sample too: a listed failure that starts passing, or that fails
+            # for another reason, must be reported in every profile. The outcome is
+            # decided in pytest_runtest_makereport, against the entry's stated reason.
+            item.stash[_ENTRY] = entry
             continue
         outside = _outside_sample(item, backend)
         if outside is not None:
@@ -248,3 +302,96 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=dropped)
         dropped_ids = set(map(id, dropped))
         items[:] = [item for item in items if id(item) not in dropped_ids]
+
+
+def _load_xfails(config: pytest.Config) -> ExpectedFailures:
+    """The shipped lists, ``--unijax-xfail`` files, and the selected backends' own files."""
+    from unijax.dispatch.plugins import get_backend
+
+    own: dict[str, str] = {}
+    for name in selected_backends(config):
+        path = getattr(get_backend(name, require_available=False), "xfail_file", None)
+        if path is not None:
+            own[name] = str(path)
+    names = selected_backends(config)
+    try:
+        # A backend's own file (top-level entries) applies to the one backend checked.
+        return ExpectedFailures.load(config.getoption("unijax_xfail"), own,
+                                     default_backend=names[0] if len(names) == 1 else None)
+    except ValueError as err:
+        raise pytest.UsageError(str(err)) from None
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:400]}" if text else type(error).__name__
+
+
+def exception_summary(error: BaseException) -> str:
+    """``Type: message`` of a failure, one line (the first of a group's failures)."""
+    return _one_line(next(leaf_exceptions(error)))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Any:
+    """Judge a listed row against its entry; record every failure's exception.
+
+    ``report.unijax_exception`` (``Type: message``) is what ``unijax check`` groups
+    failures by; ``report.unijax_problem`` says what is wrong with a listed row's entry;
+    ``report.unijax_stale`` names a pattern that matched a passing row.
+    """
+    report = yield
+    if call.when != "call" or not _in_suite(item):
+        return report
+    error = call.excinfo.value if call.excinfo is not None else None
+    if error is not None and not isinstance(error, pytest.skip.Exception):
+        report.unijax_exception = exception_summary(error)
+    entry = item.stash.get(_ENTRY, None)
+    if entry is None or isinstance(error, pytest.skip.Exception):
+        return report
+    where = f"{entry.source}: {entry.pattern!r}"
+    if error is None:
+        if entry.exact:
+            report.outcome = "failed"
+            report.longrepr = (f"[XPASS(strict)] listed as an expected failure ({where}: "
+                               f"{entry.reason}), but it passed: remove the entry")
+            report.unijax_problem = "a listed expected failure passed"
+        else:
+            report.unijax_stale = entry.pattern
+        return report
+    if entry.explains(error):
+        report.outcome = "skipped"
+        report.wasxfail = entry.reason
+        return report
+    actual = "\n".join(f"  {_one_line(e)}" for e in leaf_exceptions(error))
+    if entry.checkable:
+        head = (f"listed as an expected failure ({where}) that {entry.stated()}: "
+                f"{entry.reason}\nbut it failed otherwise:\n{actual}")
+        report.unijax_problem = "a listed expected failure failed for another reason"
+    else:
+        head = (f"the expected failure {where} states no checkable reason; add "
+                f"raises = \"{type(next(leaf_exceptions(error))).__name__}\" and/or "
+                f"match = \"...\" to it. The row failed with:\n{actual}")
+        report.unijax_problem = "a listed expected failure states no raises or match"
+    report.outcome = "failed"
+    report.longrepr = f"{head}\n\n{report.longreprtext}"
+    return report
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    stale = getattr(report, "unijax_stale", None)
+    if stale is not None and _CONFIG:
+        _CONFIG[0].stash.setdefault(_STALE, {}).setdefault(stale, []).append(report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
+                            config: pytest.Config) -> None:
+    stale = config.stash.get(_STALE, {})
+    if not stale:
+        return
+    terminalreporter.section("unijax: xfail patterns matching passing rows")
+    for pattern, nodeids in stale.items():
+        terminalreporter.write_line(f"{pattern}: {len(nodeids)} row(s) passed, e.g. "
+                                    f"{nodeids[0]}; narrow the pattern")
+

@@ -160,7 +160,7 @@ def expected_failures() -> str:
     """The suite's expected failures per built-in backend, as Markdown tables."""
     import tomllib
 
-    from unijax_conformance._xfail import XFAIL_DIR
+    from unijax_conformance._xfail import XFAIL_DIR, parse_entry
 
     sections = []
     for path in sorted(XFAIL_DIR.glob("*.toml")):
@@ -169,10 +169,13 @@ def expected_failures() -> str:
         if not entries:
             sections.append(title + "No expected failures.")
             continue
-        rows = ["| test id pattern | reason |", "| --- | --- |"]
-        for pattern, reason in entries.items():
-            cell = str(reason).replace("|", "\\|")  # a pipe would end the table cell
-            rows.append(f"| `{pattern}` | {cell} |")
+        rows = ["| test id pattern | reason | fails with |", "| --- | --- | --- |"]
+        for pattern, value in entries.items():
+            entry = parse_entry(pattern, value, path.name)
+            # A pipe would end the table cell.
+            cell = entry.reason.replace("|", "\\|")
+            stated = entry.stated().replace("|", "\\|") if entry.checkable else "-"
+            rows.append(f"| `{pattern}` | {cell} | {stated} |")
         sections.append(title + "\n".join(rows))
     return "\n\n".join(sections)
 

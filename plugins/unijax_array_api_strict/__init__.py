@@ -10,11 +10,13 @@ from importlib import metadata
 from typing import Any
 
 from unijax.extend import Backend, Capabilities, hookimpl
+from unijax_array_api_strict._tracers import refuse_tracers
 
 
 def _load_namespace() -> Any:
     import array_api_strict
 
+    refuse_tracers(array_api_strict)
     return array_api_strict
 
 
@@ -36,7 +38,7 @@ def unijax_backend() -> Backend:
         name="array_api_strict",
         array_modules=("array_api_strict",),
         requires=("array_api_strict",),
-        install_hint='pip install "unijax[strict]"',
+        install_hint="pip install array-api-strict",
         load_namespace=_load_namespace,
         capabilities=Capabilities(native=frozenset(), mutable_arrays=True),
         devices=_devices,

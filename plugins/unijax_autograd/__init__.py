@@ -19,7 +19,7 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Any
 
-from unijax.extend import PYTHON_LOOPS, Backend, Capabilities, NativeTransforms, hookimpl
+from unijax.extend import Backend, Capabilities, NativeTransforms, hookimpl
 
 _NATIVE = frozenset({"grad", "value_and_grad", "vjp", "jacrev", "custom_vjp", "custom_jvp",
                      "stop_gradient", "lax"})
@@ -33,12 +33,14 @@ def _load_namespace() -> Any:
 
 def _load_native() -> NativeTransforms:
     from unijax_autograd.custom import custom_jvp, custom_vjp, stop_gradient
+    from unijax_autograd.loops import AutogradLoops
     from unijax_autograd.transforms import grad, jacrev, value_and_grad, vjp
 
-    # Autograd traces eagerly: unijax.lax runs as Python loops its grad differentiates.
+    # Autograd traces eagerly: unijax.lax runs as Python loops its grad differentiates
+    # (a while_loop whose predicate jit or vmap traces goes on in the engine).
     return NativeTransforms(grad=grad, value_and_grad=value_and_grad, vjp=vjp, jacrev=jacrev,
                             custom_vjp=custom_vjp, custom_jvp=custom_jvp,
-                            stop_gradient=stop_gradient, lax=PYTHON_LOOPS)
+                            stop_gradient=stop_gradient, lax=AutogradLoops)
 
 
 def _is_box(x: Any) -> bool:
@@ -59,7 +61,7 @@ def unijax_backend() -> Backend:
         name="autograd",
         array_modules=("autograd",),
         requires=("autograd", "numpy", "array_api_compat"),
-        install_hint='pip install "unijax[autograd]"',
+        install_hint="pip install autograd",
         load_namespace=_load_namespace,
         # x[i] = v works on plain arrays and, as a functional update that re-points the
         # box, on autograd's boxes (unijax_autograd.namespace installs ArrayBox.__setitem__).

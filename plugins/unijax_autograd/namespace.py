@@ -11,10 +11,16 @@ Three kinds of functions:
 
 * differentiable ones, written with ``autograd.numpy``;
 * ones whose outputs carry no derivative (comparisons, ``argsort``, ``floor``, creation
-  functions): boxes are unwrapped and ``array_api_compat.numpy`` computes the result;
+  functions): boxes are unwrapped and ``array_api_compat.numpy`` computes the result,
+  which is a constant box when computed from boxes of this plugin's traces, so that
+  ``array_namespace(x > 0, x)`` is this namespace (boxes' comparison operators do the
+  same);
 * float functions autograd has no derivative for go through ``autograd.numpy`` too, so
   that differentiating them raises autograd's "VJP ... not defined" instead of giving a
   silently wrong gradient.
+
+The ``special`` extension holds unijax's special functions (``erf``, ``gammaln``, ...),
+which SciPy finds there with ``SCIPY_ARRAY_API=1``.
 
 Importing this module completes autograd's ``ArrayBox`` as an Array API array, once
 (:func:`_install`, see the comments there): ``__array_namespace__`` returns this module
@@ -42,9 +48,17 @@ import numpy as _np
 from autograd.core import VJPNode
 from autograd.extend import defjvp, defvjp, primitive, vspace
 from autograd.numpy.numpy_boxes import ArrayBox
-from autograd.tracer import getval, isbox, new_box, notrace_primitives, trace_stack
+from autograd.tracer import (
+    box_type_mappings,
+    getval,
+    isbox,
+    new_box,
+    notrace_primitives,
+    trace_stack,
+)
 
-from unijax.errors import message
+from unijax.errors import UnsupportedTransformError, message
+from unijax.extend import special_functions
 
 _cnp: Any = _compat_numpy  # re-exports NumPy with `import *`, which type checkers miss
 
@@ -63,29 +77,58 @@ e, inf, nan, newaxis, pi = _cnp.e, _cnp.inf, _cnp.nan, _cnp.newaxis, _cnp.pi
 def _unboxed(fn: Callable[..., Any], created: builtins.bool = False) -> Callable[..., Any]:
     """``fn`` on the values under any boxes: its output carries no derivative.
 
-    ``created``: ``fn`` makes a new array, returned as a constant box while a trace of this
-    plugin runs (:func:`_constant`).
+    A result computed from boxes is a constant box (:func:`_derived`). ``created``: ``fn``
+    makes a new array, returned as a constant box on the running trace of this plugin
+    (:func:`_constant`), if any, so that boxes of that trace can be written into it.
     """
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
-        args = tuple(_unbox_seq(a) for a in args)
-        return fn(*args, **{k: getval(v) for k, v in kwargs.items()})
+        out = fn(*(_unbox_seq(a) for a in args), **{k: getval(v) for k, v in kwargs.items()})
+        if created:
+            out = _constant(out)
+        return out if isbox(out) else _derived(out, (*args, *kwargs.values()))
 
-    if not created:
-        return call
-
-    @functools.wraps(fn)
-    def create(*args: Any, **kwargs: Any) -> Any:
-        return _constant(call(*args, **kwargs))
-
-    return create
+    return call
 
 
 def _unbox_seq(a: Any) -> Any:
     if isinstance(a, list | tuple):
         return type(a)(getval(v) for v in a)
     return getval(a)
+
+
+def _derived(out: Any, inputs: Sequence[Any]) -> Any:
+    """``out``, computed without derivative from ``inputs``, boxed as a constant on the
+    innermost trace of the boxes among them if this plugin's transforms started it.
+
+    A mask ``x > 0`` or an index ``argmax(x)`` returned as a plain ndarray or NumPy scalar
+    would sit beside the boxes it came from, and ``array_namespace(x > 0, x)`` would see two
+    namespaces (array_api_compat maps every ndarray and NumPy scalar to its NumPy wrapper,
+    whatever is next to it). A constant box has this plugin's namespace, carries no
+    derivative, and behaves as an integer or boolean array (see :func:`_install`). Under a
+    trace started elsewhere (autograd's own ``grad``, whose backward pass would take a
+    constant root for the input) the value stays plain.
+    """
+    trace = -1
+    for a in inputs:
+        for v in (a if isinstance(a, list | tuple) else (a,)):
+            if isbox(v) and v._trace > trace:
+                trace = v._trace
+    if trace < 0 or trace not in _traces:
+        return out
+    return _box_constants(out, trace)
+
+
+def _box_constants(out: Any, trace: int) -> Any:
+    if isinstance(out, _np.ndarray | _np.generic):
+        if type(out) not in box_type_mappings:  # strings, datetimes: no box type
+            return out
+        return new_box(out, trace, _ConstantAwareVJPNode.new_root(constant=True))
+    if isinstance(out, tuple):  # nonzero, unique_all, ... (named tuples keep their type)
+        items = [_box_constants(v, trace) for v in out]
+        return type(out)(*items) if hasattr(out, "_fields") else tuple(items)
+    return out  # dtypes, finfo, Python scalars
 
 
 # --- constants on the running trace ---------------------------------------------------------
@@ -254,8 +297,25 @@ def triu(x: Any, /, *, k: int = 0) -> Any:
 
 def astype(x: Any, dtype: Any, /, *, copy: builtins.bool = True, device: Any = None) -> Any:
     if isbox(x):
+        if _np.dtype(dtype).kind == "c" and not _np.iscomplexobj(getval(x)):
+            return _to_complex(x, _np.dtype(dtype))
         return x.astype(dtype)
     return _cnp.astype(x, dtype, copy=copy, device=device)
+
+
+#: A real array cast to a complex dtype. autograd's ``astype`` VJP casts the complex
+#: cotangent back with ``astype``, which NumPy warns about ("Casting complex values to real
+#: discards the imaginary part"); the cotangent of a real input is the real part, taken here
+#: explicitly.
+_to_complex = primitive(lambda x, dtype: _np.asarray(x).astype(dtype))
+defvjp(_to_complex, lambda ans, x, dtype: lambda g: _real_as(g, anp.result_type(x)))
+defjvp(_to_complex, lambda g, ans, x, dtype: _to_complex(g, dtype))
+
+
+def _real_as(g: Any, dtype: Any) -> Any:
+    """The real part of the cotangent ``g``, in the real dtype ``dtype``."""
+    g = anp.real(g)
+    return g if anp.result_type(g) == dtype else g.astype(dtype)
 
 
 # --- manipulation --------------------------------------------------------------------------
@@ -364,7 +424,8 @@ def take_along_axis(x: Any, indices: Any, /, *, axis: int = -1) -> Any:
 
 
 def where(condition: Any, x1: Any, x2: Any, /) -> Any:
-    return anp.where(getval(condition), x1, x2)
+    out = anp.where(getval(condition), x1, x2)
+    return out if isbox(out) else _derived(out, (condition,))
 
 
 def sort(x: Any, /, *, axis: int = -1, descending: builtins.bool = False,
@@ -376,13 +437,14 @@ def sort(x: Any, /, *, axis: int = -1, descending: builtins.bool = False,
 # --- reductions and statistics -------------------------------------------------------------
 
 
-def _over_axes(fn: Callable[..., Any], x: Any, axis: Any, keepdims: builtins.bool) -> Any:
-    """Reduce over a tuple of axes with ``fn(x, axis=-1)`` (autograd's prod takes one)."""
+def _over_axes(fn: Callable[[Any], Any], x: Any, axis: Any, keepdims: builtins.bool) -> Any:
+    """Reduce over ``axis`` (None, an int or a tuple) with ``fn``, which reduces the last
+    axis: the reduced axes are moved last and flattened into one."""
     axes = _axes(axis, x.ndim)
     rest = [i for i in range(x.ndim) if i not in axes]
     moved = anp.transpose(x, (*rest, *axes))
     flat = anp.reshape(moved, (*(x.shape[i] for i in rest), -1))
-    out = fn(flat, axis=-1)
+    out = fn(flat)
     if keepdims:
         out = anp.reshape(out, tuple(1 if i in axes else n for i, n in enumerate(x.shape)))
     return out
@@ -398,11 +460,51 @@ def prod(x: Any, /, *, axis: Any = None, dtype: Any = None,
          keepdims: builtins.bool = False) -> Any:
     if x.ndim == 0:
         out = x
-    elif isinstance(axis, int):
-        out = anp.prod(x, axis=axis, keepdims=keepdims)
+    elif not isbox(x):
+        out = _np.prod(x, axis=None if axis is None else _axes(axis, x.ndim),
+                       keepdims=keepdims)
     else:
-        out = _over_axes(anp.prod, x, axis, keepdims)
+        out = _over_axes(_prod_last, x, axis, keepdims)
     return out if dtype is None else astype(out, dtype)
+
+
+#: The product over the last axis. autograd's own ``prod`` VJP divides the product by each
+#: element, which gives NaN where an element is zero; this one multiplies the other
+#: elements (:func:`_others`), exact at zeros and differentiable again.
+_prod_last = primitive(lambda x: _np.prod(x, axis=-1))
+defvjp(_prod_last, lambda ans, x: lambda g: anp.expand_dims(g, -1) * _others(x))
+defjvp(_prod_last, lambda g, ans, x: anp.sum(g * _others(x), axis=-1))
+
+
+def _others(x: Any) -> Any:
+    """``out[..., i]``: the product of ``x[..., j]`` for every ``j != i``, without division:
+    the exclusive products from the left times those from the right (:func:`_scan_prod`)."""
+    if x.shape[-1] == 0:
+        return x
+    left = _scan_prod(x, exclusive=True)
+    right = _scan_prod(x[..., ::-1], exclusive=True)[..., ::-1]
+    return left * right
+
+
+def _scan_prod(x: Any, exclusive: builtins.bool = False) -> Any:
+    """``out[..., i]``: the product of ``x[..., j]`` for ``j <= i`` (``j < i`` if
+    ``exclusive``), along the last axis.
+
+    A Hillis-Steele scan: ``log2(n)`` shifted multiplications, built from autograd's
+    differentiable operations, so derivatives of every order are exact at zeros too
+    (autograd has no ``cumprod`` VJP; one by division would give NaN there).
+    """
+    n = x.shape[-1]
+
+    def ones(k: int) -> Any:
+        return _np.ones((*x.shape[:-1], k), dtype=anp.result_type(x))
+
+    out = anp.concatenate([ones(1), x[..., :-1]], axis=-1) if exclusive and n else x
+    step = 1
+    while step < n:
+        out = out * anp.concatenate([ones(step), out[..., :-step]], axis=-1)
+        step *= 2
+    return out
 
 
 def mean(x: Any, /, *, axis: Any = None, keepdims: builtins.bool = False) -> Any:
@@ -448,7 +550,13 @@ def cumulative_sum(x: Any, /, *, axis: int | None = None, dtype: Any = None,
 
 def cumulative_prod(x: Any, /, *, axis: int | None = None, dtype: Any = None,
                     include_initial: builtins.bool = False) -> Any:
-    return _cumulative(anp.cumprod, x, axis, dtype, include_initial, 1)
+    return _cumulative(_cumprod, x, axis, dtype, include_initial, 1)
+
+
+def _cumprod(x: Any, axis: int) -> Any:
+    if not isbox(x):
+        return _np.cumprod(x, axis=axis)
+    return anp.moveaxis(_scan_prod(anp.moveaxis(x, axis, -1)), -1, axis)
 
 
 def diff(x: Any, /, *, axis: int = -1, n: int = 1, prepend: Any = None,
@@ -511,8 +619,8 @@ def _vector_norm(x: Any, /, *, axis: Any = None, keepdims: builtins.bool = False
     if ord == -math.inf:
         return min(a, axis=axis, keepdims=keepdims)
     if ord == 0:
-        return _cnp.astype(_cnp.sum(getval(a) != 0, axis=axis, keepdims=keepdims),
-                           getval(a).dtype)
+        return _derived(_cnp.astype(_cnp.sum(getval(a) != 0, axis=axis, keepdims=keepdims),
+                                    getval(a).dtype), (a,))
     if ord == 2:
         return anp.sqrt(anp.sum(a * a, axis=axis, keepdims=keepdims))
     return anp.sum(a ** ord, axis=axis, keepdims=keepdims) ** (1.0 / ord)
@@ -566,7 +674,9 @@ def _outer(x1: Any, x2: Any, /) -> Any:
 
 def _solve(x1: Any, x2: Any, /) -> Any:
     if x2.ndim == 1:  # the standard: a 1-D x2 is one vector, whatever x1's batch shape
-        return anp.linalg.solve(x1, anp.reshape(x2, (-1, 1)))[..., 0]
+        # Broadcast to x1's batch shape first: autograd's VJP of solve cannot unbroadcast.
+        column = broadcast_to(anp.reshape(x2, (-1, 1)), (*x1.shape[:-1], 1))
+        return anp.linalg.solve(x1, column)[..., 0]
     return anp.linalg.solve(x1, x2)
 
 
@@ -598,6 +708,12 @@ def _fft_fn(name: str) -> Callable[..., Any]:
         if name.endswith("n"):
             out = fn(x, s=s, axes=axes, norm=passed)
             dims = list(range(x.ndim)) if axes is None else list(axes)
+        elif name in _REAL_INPUT and n is not None:
+            # autograd's rfft VJP ignores ``n`` (it normalises by the input's length and
+            # checks that length for evenness): a silently wrong gradient unless the input
+            # is cropped or padded to ``n`` first.
+            out = fn(_fit(x, n, axis), axis=axis, norm=passed)
+            dims = [axis]
         else:
             out = fn(x, n=n, axis=axis, norm=passed)
             dims = [axis]
@@ -613,6 +729,16 @@ def _fft_fn(name: str) -> Callable[..., Any]:
     return call
 
 
+def _fit(x: Any, n: int, axis: int) -> Any:
+    """``x`` cropped or zero-padded to length ``n`` along ``axis``, as NumPy's FFTs do."""
+    axis = axis % x.ndim
+    m = x.shape[axis]
+    if m >= n:
+        return x[(slice(None),) * axis + (slice(0, n),)]
+    pad = _np.zeros((*x.shape[:axis], n - m, *x.shape[axis + 1:]), dtype=anp.result_type(x))
+    return anp.concatenate([x, pad], axis=axis)
+
+
 fft = _module(
     "fft",
     **{name: _fft_fn(name) for name in
@@ -621,6 +747,14 @@ fft = _module(
     fftshift=lambda x, /, *, axes=None: anp.fft.fftshift(x, axes),
     ifftshift=lambda x, /, *, axes=None: anp.fft.ifftshift(x, axes),
 )
+
+
+#: SciPy's special functions (``erf``, ``gammaln``, ``xlogy``, ...), which SciPy looks up
+#: as ``xp.special`` with ``SCIPY_ARRAY_API=1``: unijax's own, with the same values and
+#: derivatives as on every backend. On boxes each is an Autograd primitive whose VJPs are
+#: differentiable again; ``autograd.scipy.special`` lacks half of them (``ndtr``,
+#: ``xlogy``, ...) and the derivative of ``gammainc`` in ``a``.
+special = _module("special", **special_functions())
 
 
 # --- functional in-place writes ----------------------------------------------------------
@@ -718,7 +852,7 @@ def _box_setitem(self: Any, key: Any, value: Any) -> None:
         value = anp.array(value)
     new = _setitem(self, value, key=_plain_key(key))
     if new._trace != self._trace:
-        raise TypeError(message(
+        raise UnsupportedTransformError(message(
             "x[...] = value cannot update x in place here",
             expected="a value traced no deeper than x",
             got="a value from a transform nested inside the one x belongs to",
@@ -748,8 +882,12 @@ def _index(self: Any) -> int:
 
 def _nondiff_op(fn: Callable[..., Any], reflected: builtins.bool = False) -> Callable[..., Any]:
     if reflected:
-        return lambda self, other: fn(getval(other), getval(self))
-    return lambda self, other: fn(getval(self), getval(other))
+        return lambda self, other: _derived(fn(getval(other), getval(self)), (self, other))
+    return lambda self, other: _derived(fn(getval(self), getval(other)), (self, other))
+
+
+def _nondiff_method(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return lambda self, *args, **kwargs: _derived(fn(getval(self), *args, **kwargs), (self,))
 
 
 def _install() -> None:
@@ -790,7 +928,17 @@ def _install() -> None:
                      ("rshift", _cnp.bitwise_right_shift), ("floordiv", _cnp.floor_divide)):
         setattr(ArrayBox, f"__{name}__", _nondiff_op(fn))
         setattr(ArrayBox, f"__r{name}__", _nondiff_op(fn, reflected=True))
-    ArrayBox.__invert__ = lambda self: _cnp.bitwise_invert(getval(self))
+    ArrayBox.__invert__ = lambda self: _derived(_cnp.bitwise_invert(getval(self)), (self,))
+    # +x: another box of the same value and node (a write through it must not re-point x).
+    ArrayBox.__pos__ = lambda self: new_box(self._value, self._trace, self._node)
+    # Comparisons, and the methods autograd gives no derivative, return constant boxes
+    # (autograd: plain arrays) so that a mask stays in this namespace (see _derived).
+    for name, fn in (("eq", _cnp.equal), ("ne", _cnp.not_equal), ("lt", _cnp.less),
+                     ("le", _cnp.less_equal), ("gt", _cnp.greater),
+                     ("ge", _cnp.greater_equal)):
+        setattr(ArrayBox, f"__{name}__", _nondiff_op(fn))
+    for name in ("all", "any", "argmax", "argmin", "argsort", "nonzero", "round"):
+        setattr(ArrayBox, name, _nondiff_method(getattr(_np, name)))
     # Constant roots record nothing, so the primitives autograd never records on a VJP
     # trace (shape, comparisons ...) are not recorded on ours either (keyed by node type).
     notrace_primitives[_ConstantAwareVJPNode] = notrace_primitives[VJPNode]

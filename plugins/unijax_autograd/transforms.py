@@ -14,7 +14,7 @@ import numpy as np
 from autograd.builtins import tuple as atuple
 from autograd.core import VJPNode, add_outgrads, vspace
 from autograd.numpy.numpy_boxes import ArrayBox
-from autograd.tracer import isbox, new_box, toposort, trace_stack
+from autograd.tracer import box_type_mappings, isbox, new_box, toposort, trace_stack
 
 from unijax.errors import NonScalarOutputError, message
 from unijax.tree_util import tree_flatten, tree_leaves, tree_map, tree_unflatten
@@ -38,7 +38,8 @@ def _replace(args: tuple[Any, ...], argnums: tuple[int, ...], values: Any) -> li
 
 def _call_with_constants(fun: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
                          nums: tuple[int, ...], dyn: tuple[Any, ...]) -> Any:
-    """Call ``fun`` with ``dyn`` at ``nums`` and every other NumPy array boxed as a constant.
+    """Call ``fun`` with ``dyn`` at ``nums`` and every other NumPy array (or NumPy scalar)
+    boxed as a constant.
 
     Library code calls ``array_namespace(x, params)``; a plain ndarray next to autograd's
     boxes would give two namespaces. Boxing the other arrays on the same trace, under
@@ -67,11 +68,17 @@ def _call_with_constants(fun: Callable[..., Any], args: tuple[Any, ...], kwargs:
             return node_type.new_root(constant=True) if ours else VJPNode.new_root()
 
         def box(v: Any) -> Any:  # one root per constant: its cotangent has its shape
-            return new_box(v, trace, root()) if type(v) is np.ndarray else v
+            return new_box(v, trace, root()) if _is_constant_array(v) else v
 
         args, kwargs = tree_map(box, (tuple(None if i in nums else a
                                             for i, a in enumerate(args)), kwargs))
     return fun(*_replace(args, nums, dyn), **kwargs)
+
+
+def _is_constant_array(v: Any) -> bool:
+    """Whether ``v`` is a NumPy array or NumPy scalar, which array_api_compat maps to its
+    NumPy wrapper: boxed as a constant next to boxes (Python scalars are not arrays)."""
+    return type(v) is np.ndarray or (isinstance(v, np.generic) and type(v) in box_type_mappings)
 
 
 def _make_vjp(fun: Callable[[list[Any]], Any], xs: Sequence[Any]
@@ -239,7 +246,7 @@ def grad(fun: Callable[..., Any], argnums: int | tuple[int, ...] = 0,
         def grad_fun(*args: Any, **kwargs: Any) -> Any:
             # One array argument and no other arrays to box: autograd's own speed.
             if type(args[argnums]) in leaf_types and not kwargs and not any(
-                    type(a) is np.ndarray for i, a in enumerate(args) if i != argnums):
+                    _is_constant_array(a) for i, a in enumerate(args) if i != argnums):
                 try:
                     return direct(*args, **kwargs)
                 except _ConstantOutput:
@@ -285,8 +292,10 @@ def jacrev(fun: Callable[..., Any], argnums: int | tuple[int, ...] = 0,
                 ct = [anp.zeros(anp.shape(v), anp.result_type(v)) for v in out_leaves]
                 ct[j] = basis[k]
                 rows.append(tree_leaves(tuple(raw_vjp(tuple(ct)))))
+            # An output with no elements has an empty Jacobian: no rows to stack.
             per_in = [
                 anp.reshape(anp.stack([r[i] for r in rows]), o_shape + tuple(anp.shape(x)))
+                if rows else anp.zeros(o_shape + tuple(anp.shape(x)), anp.result_type(x))
                 for i, x in enumerate(in_leaves)
             ]
             in_jac = tree_unflatten(in_tree, per_in)

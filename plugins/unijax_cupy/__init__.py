@@ -40,6 +40,31 @@ def _devices() -> Sequence[str]:
     return tuple(f"gpu:{i}" for i in range(count))
 
 
+def _unusable() -> str | None:
+    """Why CuPy cannot compute here, or None: it needs an NVIDIA driver and a device.
+
+    Asked without importing CuPy (or NumPy), and without initialising CUDA in this
+    process (a process that forks after ``cuInit`` cannot use CUDA in its children): on
+    Linux the driver library must load and a GPU device node must exist (``/dev/nvidiaN``,
+    or ``/dev/dxg`` under WSL 2). Elsewhere CuPy itself counts the devices.
+    """
+    import sys
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import glob
+        import os
+
+        try:
+            ctypes.CDLL("libcuda.so.1")
+        except OSError:
+            return "no CUDA driver (libcuda.so.1 is not installed)"
+        if not glob.glob("/dev/nvidia[0-9]*") and not os.path.exists("/dev/dxg"):
+            return "no CUDA device"
+        return None
+    return None if _devices() else "no CUDA device"
+
+
 def _parse_device(device: Any) -> Any:
     # "gpu:N" (or N) is how unijax names a GPU; CuPy wants its own Device object.
     if isinstance(device, str) and device.startswith("gpu:"):
@@ -66,6 +91,13 @@ def _compile(program: Any, xp: Any) -> Any:
     return compile_cupy(program, xp)
 
 
+def _compile_check(print_: Any = print) -> int:
+    """Without a GPU: compile every kind of generated kernel for sm_80 and sm_90."""
+    from unijax_cupy.compile_check import run
+
+    return run(print_=print_)
+
+
 def _version() -> str:
     # CuPy ships as cupy-cuda12x, cupy-cuda13x, cupy-rocm-...: ask which distribution has it.
     dists = metadata.packages_distributions().get("cupy", [])
@@ -81,13 +113,13 @@ def unijax_backend() -> Backend:
         >>> backend.name, backend.array_modules, backend.capabilities.compiler
         ('cupy', ('cupy',), True)
         >>> backend.install_hint
-        'pip install "unijax[cupy]"'
+        'pip install cupy-cuda12x'
     """
     return Backend(
         name="cupy",
         array_modules=("cupy",),
         requires=("cupy", "array_api_compat"),
-        install_hint='pip install "unijax[cupy]"',
+        install_hint="pip install cupy-cuda12x",
         load_namespace=_load_namespace,
         capabilities=Capabilities(native=frozenset(), mutable_arrays=True, compiler=True),
         devices=_devices,
@@ -101,5 +133,9 @@ def unijax_backend() -> Backend:
             "device_name": _device_name,
             "parse_device": _parse_device,
             "to_host": _to_host,
+            # Installed is not enough: without a driver and a GPU, CuPy cannot compute.
+            "unusable": _unusable,
+            # What `unijax check cupy` runs where the backend cannot compute.
+            "offline_check": _compile_check,
         },
     )

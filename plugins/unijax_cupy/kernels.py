@@ -10,7 +10,8 @@ kernels and, for every other equation, the namespace function directly (as
 Everything up to the kernel objects is string generation from the IR: CuPy is imported
 only when a kernel first runs, so plans and CUDA sources can be generated, inspected and
 tested on a machine without a GPU. The compiled function exposes ``.source`` (the Python
-driver), ``.kernels`` (``(name, cuda_source)`` pairs) and ``.kernel_specs``.
+driver), ``.kernels`` (``(name, cuda_source)`` pairs) and ``.kernel_specs``; without a GPU,
+:mod:`unijax_cupy.compile_check` compiles such specs for real GPUs with NVRTC and ``ptxas``.
 
 Typing follows the eager backend exactly: every intermediate is a local variable of its
 IR dtype (so a ``float32`` chain rounds at every step, as eagerly), operands are cast to
@@ -45,6 +46,7 @@ from unijax.extend import (
     dtype_name,
     function_text,
     interpret,
+    param_operands,
     plan_fusion,
     var_names,
 )
@@ -597,7 +599,7 @@ def compile_cupy(program: Program, xp: Any, *, name: str = "compiled",
     for step in steps:
         if not isinstance(step, Fused):
             operands = [atom(a) for a in step.inputs]
-            operands += [f"{key}={glob.value(v)}" for key, v in step.params.items()]
+            operands += param_operands(step.params, glob)
             call = f"{function_text(step, xp, glob)}({', '.join(operands)})"
             targets = ", ".join(names[v] for v in step.outputs)
             if step.primitive.multiple_results and len(step.outputs) == 1:

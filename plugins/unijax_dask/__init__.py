@@ -11,6 +11,13 @@ the program to straight-line Python calling the dask namespace: a call builds on
 graph for the whole program, which dask's optimisation fuses when it is computed. Dask
 arrays are immutable once built, so no buffers are planned.
 
+The namespace fixes what would otherwise be silently wrong: ``linalg`` functions with
+the standard's results on one matrix or a stack (:mod:`unijax_dask._linalg`), and traced
+values kept out of dask graphs (:mod:`unijax_dask._tracers`). ``unijax.lax`` outside
+transforms runs as Python loops that refuse unknown chunk sizes
+(:mod:`unijax_dask._loops`); a ``while_loop`` persists its carry each iteration, and long
+chains of operations have their graph layers merged, so graphs stay bounded.
+
 Nothing here imports dask (or NumPy) until it is used: dask arrays are recognised by their
 type's module name, and the namespace is loaded lazily.
 """
@@ -20,9 +27,10 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Any
 
-from unijax.extend import Backend, Capabilities, compile_python, hookimpl
+from unijax.extend import Backend, Capabilities, NativeTransforms, compile_python, hookimpl
 from unijax_dask._chunks import check_known_chunks, jit_key
 from unijax_dask._compute import compute, computed, persist
+from unijax_dask._loops import DaskLoops
 from unijax_dask._namespace import guarded_namespace
 
 __all__ = [
@@ -32,6 +40,12 @@ __all__ = [
 
 def _load_namespace() -> Any:
     return guarded_namespace()
+
+
+def _load_native() -> NativeTransforms:
+    # Every transform comes from the engine; unijax.lax outside transforms runs as Python
+    # loops that refuse unknown chunk sizes with the transforms' ShapeError.
+    return NativeTransforms(lax=DaskLoops)
 
 
 def _compile(program: Any, xp: Any) -> Any:
@@ -52,16 +66,18 @@ def unijax_backend() -> Backend:
 
     Example:
         >>> backend = unijax_backend()
-        >>> backend.name, backend.array_modules, backend.capabilities.native
-        ('dask', ('dask',), frozenset())
+        >>> backend.name, backend.array_modules, sorted(backend.capabilities.native)
+        ('dask', ('dask',), ['lax'])
     """
     return Backend(
         name="dask",
         array_modules=("dask",),
         requires=("dask", "array_api_compat"),
-        install_hint='pip install "unijax[dask]"',
+        install_hint='pip install "dask[array]" distributed',
         load_namespace=_load_namespace,
-        capabilities=Capabilities(native=frozenset(), mutable_arrays=True, compiler=True),
+        load_native=_load_native,
+        capabilities=Capabilities(native=frozenset({"lax"}), mutable_arrays=True,
+                                  compiler=True),
         compiler=_compile,
         devices=lambda: ("cpu",),
         version=lambda: metadata.version("dask"),
@@ -71,5 +87,8 @@ def unijax_backend() -> Backend:
             "lazy_arrays": True,
             "to_host": _to_host,
             "jit_key": jit_key,
+            # unijax.block_until_ready: persisted, a training loop's parameters start
+            # each step from computed blocks instead of the history of every step.
+            "block_until_ready": persist,
         },
     )

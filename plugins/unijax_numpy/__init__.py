@@ -1,7 +1,10 @@
 """unijax backend plugin for NumPy (through ``array_api_compat.numpy``).
 
-NumPy has no transforms of its own: the unijax engine supplies grad, vmap and jit, and
-``jit`` lowers staged programs to generated straight-line Python calling NumPy directly.
+NumPy has no transforms of its own: the unijax engine supplies grad, vmap and jit. ``jit``
+lowers staged programs to generated straight-line Python calling NumPy directly, or, with
+Numba installed, to machine code (``jit_compiler``: ``"auto"`` compiles a program once it
+has run a few times, sooner with loops, at once when its machine code is on disk;
+``"numba"`` at its first call; ``"python"`` never).
 """
 
 from __future__ import annotations
@@ -9,7 +12,18 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Any
 
-from unijax.extend import Backend, BufferSupport, Capabilities, OutForm, compile_python, hookimpl
+import unijax
+from unijax.errors import MissingDependencyError, message
+from unijax.extend import (
+    Backend,
+    BufferSupport,
+    Capabilities,
+    OutForm,
+    compile_numba,
+    compile_python,
+    hookimpl,
+    numba_available,
+)
 
 
 def _load_namespace() -> Any:
@@ -49,8 +63,51 @@ def returns_new(primitive: Any) -> bool:
 BUFFERS = BufferSupport(out_form, returns_new)
 
 
-def _compile(program: Any, xp: Any) -> Any:
+def _compile_python(program: Any, xp: Any) -> Any:
     return compile_python(program, xp, buffers=BUFFERS)
+
+
+#: How many programs each lowering was chosen for (``unijax info``).
+_counts = {"numba": 0, "python": 0}
+
+
+def _compile(program: Any, xp: Any) -> Any:
+    """The ``compiler`` hook: the lowering the ``jit_compiler`` option picks."""
+    choice = unijax.config.read("jit_compiler")
+    if choice == "python" or (choice == "auto" and not numba_available()):
+        _counts["python"] += 1
+        return _compile_python(program, xp)
+    if not numba_available():
+        raise MissingDependencyError(message(
+            "jit on NumPy: the option jit_compiler='numba' needs Numba, which is not "
+            "installed",
+            fix='Install the extra (pip install "unijax[numba]"), or set jit_compiler to '
+                "'auto' or 'python'."))
+    _counts["numba"] += 1
+    return compile_numba(program, xp, fallback=_compile_python,
+                         when="now" if choice == "numba" else "auto")
+
+
+def status() -> str:
+    """One line for ``unijax info``: how ``jit`` lowers programs on NumPy here.
+
+    Example:
+        >>> status().startswith("jit:")
+        True
+    """
+    choice = unijax.config.read("jit_compiler")
+    if choice == "python":
+        how = "generated Python calling NumPy (jit_compiler='python')"
+    elif not numba_available():
+        how = ("generated Python calling NumPy (Numba is not installed)" if choice == "auto"
+               else "Numba asked for but not installed")
+    elif choice == "numba":
+        how = "Numba machine code (jit_compiler='numba'), Python where Numba cannot"
+    else:
+        how = ("Numba machine code for programs with loops and hot programs, generated "
+               "Python otherwise (jit_compiler='auto')")
+    return (f"jit: {how}; programs given to the Numba lowering {_counts['numba']} (each "
+            f"falls back to Python where it must), to the Python lowering {_counts['python']}")
 
 
 @hookimpl
@@ -65,10 +122,11 @@ def unijax_backend() -> Backend:
         name="numpy",
         array_modules=("numpy",),
         requires=("numpy", "array_api_compat"),
-        install_hint='pip install "unijax"',
+        install_hint="pip install numpy",
         load_namespace=_load_namespace,
         capabilities=Capabilities(native=frozenset(), mutable_arrays=True, compiler=True),
         compiler=_compile,
         devices=lambda: ("cpu",),
         version=lambda: metadata.version("numpy"),
+        extras={"info": status},
     )

@@ -10,10 +10,12 @@ the backend is used. The namespace is ``array_api_compat.torch``.
 * **jit** is the engine's: one staged program per signature, lowered to Python over
   torch and compiled by ``torch.compile`` once hot, where inductor works here
   (``unijax_torch.compiler``).
-* **Dtypes**: torch's default float is float32, unijax's the configured default float
-  dtype. When unijax uses torch and that is float64, the plugin sets torch's default dtype
-  to float64, as the JAX plugin enables x64 (only ever upwards: other threads may still
-  want float64), so ``xp.asarray(1.0)`` and ``xp.zeros(n)`` follow unijax's rule.
+* **Dtypes**: the plugin never changes torch's global state. unijax's conversions pass
+  the configured default float dtype explicitly; while unijax's transforms run the
+  user's function (and inside the ``scope`` extra), a per-thread ``TorchFunctionMode``
+  gives torch's creation functions called without a dtype the policy's float dtype and
+  refuses Python numbers from differentiated tensors (``unijax_torch.guard``).
+* **Complex values**: cotangents follow JAX's convention, the conjugate of torch's.
 * **Control flow**: ``unijax.lax`` runs as Python loops on tensors, which ``torch.func``
   differentiates; under ``vmap`` a batched predicate or index selects per example with
   ``torch.where``, as ``jax.lax`` does (``unijax_torch.control_flow``).
@@ -24,35 +26,20 @@ the backend is used. The namespace is ``array_api_compat.torch``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from importlib import metadata
 from typing import Any
 
-from unijax.extend import Backend, Capabilities, NativeTransforms, asks_float64, hookimpl
+from unijax.extend import Backend, Capabilities, NativeTransforms, hookimpl
 from unijax_torch.compiler import compile_program, status
 from unijax_torch.translate import translate_error
 
 _NATIVE = frozenset({"grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "hessian",
                      "vmap", "custom_vjp", "custom_jvp", "stop_gradient", "lax"})
 
-_loaded: list[bool] = []  # non-empty once unijax uses torch; until then torch is the user's
-
-
-def _follow_default_float(name: str, value: Any) -> None:
-    # torch computes Python floats and creation functions in its default dtype; never in
-    # float32 when float64 was asked. Only ever switched up: other threads may want it.
-    if _loaded and asks_float64(name, value):
-        import torch
-
-        if torch.get_default_dtype() != torch.float64:
-            torch.set_default_dtype(torch.float64)
-
-
 def _load_namespace() -> Any:
     import array_api_compat.torch
 
-    if not _loaded:
-        _loaded.append(True)
-    _follow_default_float("*", None)
     return array_api_compat.torch
 
 
@@ -74,6 +61,14 @@ def _load_native() -> NativeTransforms:
         grad=grad, value_and_grad=value_and_grad, jvp=jvp, vjp=vjp, jacfwd=jacfwd,
         jacrev=jacrev, hessian=hessian, vmap=vmap, custom_vjp=custom_vjp,
         custom_jvp=custom_jvp, stop_gradient=stop_gradient, lax=TorchLoops)
+
+
+def _scope() -> AbstractContextManager[Any]:
+    # The context unijax computes with tensors in (the backend's "scope" extra): unijax's
+    # dtype policy for torch's creation functions, per thread (unijax_torch.guard).
+    from unijax_torch.guard import watching
+
+    return watching()
 
 
 def _devices() -> Sequence[Any]:
@@ -109,7 +104,9 @@ def _parse_device(device: Any) -> Any:
 
 
 def _to_host(x: Any) -> Any:
-    return x.detach().cpu()
+    # Views with the conjugate or negative bit set (xp.imag of a conjugate view) are
+    # refused by Tensor.numpy() and exported without the sign by DLPack: materialise them.
+    return x.detach().cpu().resolve_conj().resolve_neg()
 
 
 def _is_tracer(x: Any) -> bool:
@@ -133,7 +130,7 @@ def unijax_backend() -> Backend:
         name="torch",
         array_modules=("torch",),
         requires=("torch", "array_api_compat"),
-        install_hint='pip install "unijax[torch]"',
+        install_hint="pip install torch",
         load_namespace=_load_namespace,
         capabilities=Capabilities(native=_NATIVE, mutable_arrays=True, compiler=True),
         load_native=_load_native,
@@ -148,11 +145,6 @@ def unijax_backend() -> Backend:
             "translate_error": translate_error,
             "is_tracer": _is_tracer,
             "info": status,
+            "scope": _scope,
         },
     )
-
-
-@hookimpl
-def unijax_configure(config: Any) -> None:
-    """Follow later changes of the default float dtype (see ``_follow_default_float``)."""
-    config.subscribe(_follow_default_float)

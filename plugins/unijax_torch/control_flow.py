@@ -36,7 +36,6 @@ _is_wrapped = _functorch.is_functorch_wrapped_tensor
 _is_batched = _functorch.is_batchedtensor
 _is_grad_tracking = _functorch.is_gradtrackingtensor
 _unwrapped = _functorch.get_unwrapped
-_UNSET = object()
 
 
 class _Staged(Exception):
@@ -181,20 +180,9 @@ class TorchLoops(PythonLoops):
                operands: tuple[Any, ...], api: str) -> Any:
         if not _batched(index):
             return super().switch(index, branches, operands, api)
-        # Every branch runs; the parent's switch (told to choose branch 0) runs each and
-        # checks that their outputs agree, and the recorder keeps what each returned.
-        outs: list[Any] = [_UNSET] * len(branches)
-
-        def recorded(k: int, branch: Callable[..., Any]) -> Callable[..., Any]:
-            def run(*args: Any) -> Any:
-                outs[k] = branch(*args)
-                return outs[k]
-            return run
-
-        super().switch(0, [recorded(k, b) for k, b in enumerate(branches)], operands, api)
-        for k, branch in enumerate(branches):
-            if outs[k] is _UNSET:  # it raised while only being checked: raise it here
-                outs[k] = branch(*operands)
+        # Every branch runs on the operands, and their outputs must agree.
+        outs = [branch(*operands) for branch in branches]
+        self.check_branches(api, outs)
         last = len(branches) - 1
         chosen = torch.clamp(index.to(torch.int64), 0, last)
         result = tree_util.tree_map(self._as_array, outs[last])

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 import torch.func as tf
 
+from unijax.errors import UnsupportedTransformError, message
 from unijax.tree_util import tree_flatten, tree_leaves, tree_unflatten
 
 __all__ = ["custom_jvp", "custom_vjp", "stop_gradient"]
@@ -104,6 +105,10 @@ def _fresh(outs: tuple[Any, ...], inputs: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(o.view_as(o) if id(o) in ids else o for o in outs)
 
 
+def _conj(x: Any) -> Any:
+    return x.conj().resolve_conj() if isinstance(x, _Tensor) and x.is_complex() else x
+
+
 def _input_cotangents(cts: Sequence[Any], counts: list[int],
                       tensor_at: list[int]) -> tuple[Any, ...]:
     """The user's per-argument cotangents as one per tensor input (None: zero)."""
@@ -132,6 +137,7 @@ class custom_vjp(_Custom):  # JAX's spelling
                   tensor_at: list[int], counts: list[int]
                   ) -> tuple[type[torch.autograd.Function], dict[str, Any]]:
         fwd, bwd, inside = self.fwd, self.bwd, self.inside_rule
+        name = getattr(self.fun, "__name__", "fun")
         trees: dict[str, Any] = {}
 
         class CustomVJP(torch.autograd.Function):
@@ -155,15 +161,29 @@ class custom_vjp(_Custom):  # JAX's spelling
                 ctx.save_for_backward(*saved)
 
             @staticmethod
+            def jvp(ctx: Any, *tangents: Any) -> Any:
+                # What the engine and JAX say: a custom VJP has no forward-mode rule.
+                raise UnsupportedTransformError(message(
+                    f"Forward-mode differentiation (jvp, jacfwd, hessian) of custom_vjp "
+                    f"function {name!r} is not defined: a custom VJP gives only "
+                    "reverse-mode rules",
+                    fix="Use reverse mode (grad, vjp, jacrev), or define the function with "
+                        "unijax.custom_jvp instead."))
+
+            @staticmethod
             def backward(ctx: Any, *cts: Any) -> Any:
                 res_leaves = list(trees["res_other"])
                 for i, r in zip(trees["res_at"], ctx.saved_tensors, strict=True):
                     res_leaves[i] = r
                 residuals = tree_unflatten(trees["res"], res_leaves)
-                out_cts = tree_unflatten(trees["out"], list(cts[:trees["n_out"]]))
+                # The rule speaks JAX's convention; torch's cotangents of complex values are
+                # the conjugates of JAX's (see unijax_torch.transforms._conj_tree).
+                out_cts = tree_unflatten(trees["out"],
+                                         [_conj(c) for c in cts[:trees["n_out"]]])
                 with inside():
                     in_cts = bwd(*statics, residuals, out_cts)
-                return _input_cotangents(tuple(in_cts), counts, tensor_at)
+                return tuple(_conj(c) for c in
+                             _input_cotangents(tuple(in_cts), counts, tensor_at))
 
         return CustomVJP, trees
 

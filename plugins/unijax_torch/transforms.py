@@ -34,7 +34,14 @@ with warnings.catch_warnings():
         from torch._decomp import decompositions_for_jvp  # noqa: F401
 
 from unijax.errors import BatchingError, message
-from unijax.tree_util import broadcast_prefix, tree_flatten, tree_leaves, tree_unflatten
+from unijax.tree_util import (
+    broadcast_prefix,
+    tree_flatten,
+    tree_leaves,
+    tree_map,
+    tree_unflatten,
+)
+from unijax_torch.guard import guarded
 
 __all__ = ["grad", "hessian", "jacfwd", "jacrev", "jvp", "value_and_grad", "vjp", "vmap"]
 
@@ -56,8 +63,71 @@ def _torch_tree(a: Any) -> bool:
     return False
 
 
+def _tree_kind(a: Any) -> int:
+    """0: not a torch tree (see ``_torch_tree``); 1: one of real tensors; 2: with complex."""
+    tp = type(a)
+    if tp is _Tensor:
+        return 2 if a.is_complex() else 1
+    if tp is dict:
+        a = a.values()
+    elif tp is not list and tp is not tuple:
+        return 0
+    kind = 1
+    for v in a:
+        k = _tree_kind(v)
+        if not k:
+            return 0
+        kind = max(kind, k)
+    return kind
+
+
 def _nums(argnums: int | Sequence[int]) -> tuple[int, ...]:
     return (argnums,) if isinstance(argnums, int) else tuple(argnums)
+
+
+# --- JAX's conventions where torch's differ ---------------------------------------------------
+
+
+def _conj(x: Any) -> Any:
+    """``x`` conjugated where complex (a fresh tensor, never a lazy conjugate view)."""
+    return x.conj().resolve_conj() if isinstance(x, _Tensor) and x.is_complex() else x
+
+
+def _conj_tree(tree: Any) -> Any:
+    # torch's reverse mode gives the conjugate of JAX's cotangents for complex values
+    # (the direction of steepest ascent, where JAX gives the transpose of the JVP):
+    # JAX's vjp(ct) is conj(torch's vjp(conj(ct))), and so JAX's grad is conj(torch's).
+    return tree_map(_conj, tree)
+
+
+_IN_PLACE_ON_INPUT = "leaf Variable that requires grad is being used in an in-place operation"
+
+
+def _writes_input(err: Exception) -> bool:
+    """Whether ``err`` is torch refusing an in-place write into a differentiated input."""
+    return isinstance(err, RuntimeError) and _IN_PLACE_ON_INPUT in str(err)
+
+
+def _on_copies(fun: Callable[..., Any], nums: tuple[int, ...]) -> Callable[..., Any]:
+    """``fun`` given copies of its differentiated arguments, which it may write into.
+
+    On the engine ``x[0] = v`` inside a derivative updates the traced value and the
+    derivative flows through the write; torch refuses to write into the tensors its
+    reverse mode differentiates. A copy made inside the transform is an ordinary tensor
+    of the computation, which takes the write and carries the derivative through it.
+    """
+
+    def copying(*args: Any, **kwargs: Any) -> Any:
+        new = list(args)
+        for i in nums:
+            new[i] = tree_map(lambda v: v.clone() if isinstance(v, _Tensor) else v, args[i])
+        return fun(*new, **kwargs)
+
+    return copying
+
+
+def _complex_inputs(leaves: Sequence[Any]) -> bool:
+    return any(isinstance(v, _Tensor) and v.is_complex() for v in leaves)
 
 
 # --- the flat path ---------------------------------------------------------------------------
@@ -125,24 +195,38 @@ def value_and_grad(fun: Callable[..., Any], argnums: int | Sequence[int] = 0,
         (tensor(2., dtype=torch.float64), tensor([2., 2.], dtype=torch.float64))
     """
     nums = _nums(argnums)
-    direct = tf.grad_and_value(fun, argnums=argnums if isinstance(argnums, int) else nums)
+    tf_argnums = argnums if isinstance(argnums, int) else nums
 
-    def value_and_grad_fun(*args: Any, **kwargs: Any) -> Any:
-        if not has_aux and all(_torch_tree(args[i]) for i in nums):
+    def call(f: Callable[..., Any], direct: Callable[..., Any], args: tuple[Any, ...],
+             kwargs: dict[str, Any]) -> Any:
+        kinds = [_tree_kind(args[i]) for i in nums]
+        if not has_aux and all(kinds):
             g, value = direct(*args, **kwargs)
-            return value, g
-        flat = _Flat(fun, args, kwargs, nums, has_aux)
+            return value, _conj_tree(g) if 2 in kinds else g
+        flat = _Flat(f, args, kwargs, nums, has_aux)
 
         def scalar(*leaves: Any) -> Any:
             out = flat(*leaves)
             return (out[0][0], out[1]) if has_aux else out[0]
 
-        g, value = tf.grad_and_value(scalar, argnums=flat.argnums, has_aux=has_aux)(
+        g, value = tf.grad_and_value(guarded(scalar), argnums=flat.argnums, has_aux=has_aux)(
             *flat.leaves)
-        grads = flat.inputs(g, argnums)
+        grads = _conj_tree(flat.inputs(g, argnums))
         if has_aux:
             return (value[0], flat.aux(value[1])), grads
         return value, grads
+
+    direct = tf.grad_and_value(guarded(fun), argnums=tf_argnums)
+
+    def value_and_grad_fun(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(fun, direct, args, kwargs)
+        except RuntimeError as err:
+            if not _writes_input(err):
+                raise
+        copying = _on_copies(fun, nums)
+        return call(copying, tf.grad_and_value(guarded(copying), argnums=tf_argnums), args,
+                    kwargs)
 
     return value_and_grad_fun
 
@@ -157,12 +241,18 @@ def grad(fun: Callable[..., Any], argnums: int | Sequence[int] = 0,
         tensor([1., 1.])
     """
     nums = _nums(argnums)
-    direct = tf.grad(fun, argnums=argnums if isinstance(argnums, int) else nums)
+    direct = tf.grad(guarded(fun), argnums=argnums if isinstance(argnums, int) else nums)
     general = value_and_grad(fun, argnums, has_aux)
 
     def grad_fun(*args: Any, **kwargs: Any) -> Any:
-        if not has_aux and all(_torch_tree(args[i]) for i in nums):
-            return direct(*args, **kwargs)
+        kinds = [_tree_kind(args[i]) for i in nums]
+        if not has_aux and all(kinds):
+            try:
+                g = direct(*args, **kwargs)
+                return _conj_tree(g) if 2 in kinds else g
+            except RuntimeError as err:
+                if not _writes_input(err):
+                    raise
         value, grads = general(*args, **kwargs)
         return (grads, value[1]) if has_aux else grads
 
@@ -170,8 +260,15 @@ def grad(fun: Callable[..., Any], argnums: int | Sequence[int] = 0,
 
         def grad_one(*args: Any, **kwargs: Any) -> Any:
             # The common call: one tensor differentiated. One check, then torch.func.
-            if type(args[argnums]) is _Tensor:
-                return direct(*args, **kwargs)
+            x = args[argnums]
+            if type(x) is _Tensor:
+                try:
+                    g = direct(*args, **kwargs)
+                except RuntimeError as err:
+                    if not _writes_input(err):
+                        raise
+                    return general(*args, **kwargs)[1]
+                return g.conj().resolve_conj() if x.is_complex() else g
             return grad_fun(*args, **kwargs)
 
         return grad_one
@@ -187,8 +284,17 @@ def vjp(fun: Callable[..., Any], *primals: Any, has_aux: bool = False) -> Any:
         >>> pullback(torch.ones(2))
         (tensor([3., 3.]),)
     """
+    try:
+        return _vjp(fun, primals, has_aux)
+    except RuntimeError as err:
+        if not _writes_input(err):
+            raise
+    return _vjp(_on_copies(fun, tuple(range(len(primals)))), primals, has_aux)
+
+
+def _vjp(fun: Callable[..., Any], primals: tuple[Any, ...], has_aux: bool) -> Any:
     flat = _Flat(fun, primals, {}, tuple(range(len(primals))), has_aux)
-    result: Any = tf.vjp(flat, *flat.leaves, has_aux=has_aux)
+    result: Any = tf.vjp(guarded(flat), *flat.leaves, has_aux=has_aux)
     out_leaves, raw = result[0], result[1]
 
     def vjp_fn(ct: Any) -> tuple[Any, ...]:
@@ -196,7 +302,8 @@ def vjp(fun: Callable[..., Any], *primals: Any, has_aux: bool = False) -> Any:
         if ct_tree != flat.out_tree:
             raise ValueError(f"vjp_fn expected a cotangent with structure {flat.out_tree}, "
                              f"got {ct_tree}")
-        return tuple(flat.inputs(raw(tuple(ct_leaves)), (0,)))
+        cts = raw(tuple(_conj(c) for c in ct_leaves))
+        return tuple(flat.inputs(_conj_tree(cts), (0,)))
 
     out = flat.outputs(out_leaves)
     return (out, vjp_fn, flat.aux(result[2])) if has_aux else (out, vjp_fn)
@@ -245,10 +352,23 @@ def hessian(fun: Callable[..., Any], argnums: int | Sequence[int] = 0,
 def _jacobian(make: Callable[..., Any], fun: Callable[..., Any],
               argnums: int | Sequence[int], has_aux: bool) -> Callable[..., Any]:
     nums = _nums(argnums)
+    api = "jacfwd" if make is tf.jacfwd else "jacrev"
 
     def jac_fun(*args: Any, **kwargs: Any) -> Any:
-        flat = _Flat(fun, args, kwargs, nums, has_aux)
-        result = make(flat, argnums=flat.argnums, has_aux=has_aux)(*flat.leaves)
+        try:
+            return jac_of(fun, args, kwargs)
+        except RuntimeError as err:
+            if not _writes_input(err):
+                raise
+        return jac_of(_on_copies(fun, nums), args, kwargs)
+
+    def jac_of(f: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        flat = _Flat(f, args, kwargs, nums, has_aux)
+        if _complex_inputs(flat.leaves):  # torch.func's jacobians refuse complex inputs
+            make_complex = _complex_jacfwd if api == "jacfwd" else _complex_jacrev
+            result = make_complex(flat, has_aux)
+        else:
+            result = make(guarded(flat), argnums=flat.argnums, has_aux=has_aux)(*flat.leaves)
         jac, aux = result if has_aux else (result, ())
         # torch gives, per output leaf, a tuple with one block per input leaf: JAX's
         # layout is the output structure outside, the input structure inside.
@@ -257,6 +377,52 @@ def _jacobian(make: Callable[..., Any], fun: Callable[..., Any],
         return (out, flat.aux(aux)) if has_aux else out
 
     return jac_fun
+
+
+def _basis(like: Any) -> Any:
+    """One unit tensor per element of ``like``, stacked: shape ``(like.numel(), *like.shape)``."""
+    n = like.numel()
+    return torch.eye(n, dtype=like.dtype, device=like.device).reshape(n, *like.shape)
+
+
+def _complex_jacrev(flat: _Flat, has_aux: bool) -> Any:
+    """``jacrev`` with complex inputs, rows of JAX's VJP (``torch.func.jacrev``'s layout)."""
+    result: Any = tf.vjp(guarded(flat), *flat.leaves, has_aux=has_aux)
+    outs, pullback = result[0], result[1]
+    jac = []
+    for k, out in enumerate(outs):
+
+        def row(ct: Any, k: int = k) -> Any:
+            return pullback(tuple(ct if j == k else torch.zeros_like(o)
+                                  for j, o in enumerate(outs)))
+
+        rows = tf.vmap(row)(_basis(out))  # the unit cotangents are real: conj(ct) == ct
+        jac.append(tuple(_conj(r).reshape(*out.shape, *leaf.shape)
+                         for r, leaf in zip(rows, flat.leaves, strict=True)))
+    return (tuple(jac), result[2]) if has_aux else tuple(jac)
+
+
+def _complex_jacfwd(flat: _Flat, has_aux: bool) -> Any:
+    """``jacfwd`` with complex inputs: JVPs along each input element (as the engine)."""
+    run = guarded(flat)
+    first = run(*flat.leaves)
+    outs, aux = first if has_aux else (first, None)
+    columns = []
+    for i, leaf in enumerate(flat.leaves):
+
+        def column(t: Any, i: int = i) -> Any:
+            tangents = tuple(t if j == i else torch.zeros_like(v)
+                             for j, v in enumerate(flat.leaves))
+            return tf.jvp(lambda *xs: run(*xs)[0] if has_aux else run(*xs),
+                          tuple(flat.leaves), tangents)[1]
+
+        columns.append(tf.vmap(column)(_basis(leaf)))  # per output: (n_in, *out.shape)
+    jac = tuple(
+        tuple(torch.movedim(cols[k].reshape(leaf.numel(), out.numel()), 0, 1)
+              .reshape(*out.shape, *leaf.shape)
+              for cols, leaf in zip(columns, flat.leaves, strict=True))
+        for k, out in enumerate(outs))
+    return (jac, aux) if has_aux else jac
 
 
 # --- forward mode ----------------------------------------------------------------------------
@@ -273,7 +439,7 @@ def jvp(fun: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
     """
     flat = _Flat(fun, tuple(primals), {}, tuple(range(len(primals))), has_aux)
     t_leaves = tree_leaves(tuple(tangents))
-    result: Any = tf.jvp(flat, tuple(flat.leaves), tuple(t_leaves), has_aux=has_aux)
+    result: Any = tf.jvp(guarded(flat), tuple(flat.leaves), tuple(t_leaves), has_aux=has_aux)
     out, t_out = flat.outputs(result[0]), flat.outputs(result[1])
     return (out, t_out, flat.aux(result[2])) if has_aux else (out, t_out)
 
@@ -292,8 +458,8 @@ def vmap(fun: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
     """
     simple_axes = in_axes is None or isinstance(in_axes, int) or (
         isinstance(in_axes, tuple) and all(a is None or isinstance(a, int) for a in in_axes))
-    direct = tf.vmap(fun, in_dims=in_axes, out_dims=0) if simple_axes and out_axes == 0 \
-        else None
+    direct = tf.vmap(guarded(fun), in_dims=in_axes, out_dims=0) \
+        if simple_axes and out_axes == 0 else None
 
     def vmapped(*args: Any, **kwargs: Any) -> Any:
         if direct is not None and not kwargs and all(_torch_tree(a) for a in args) \
@@ -353,13 +519,13 @@ def _vmap_flat(fun: Callable[..., Any], in_axes: Any, out_axes: Any, axis_size: 
     if not mapped:
         # Nothing varies across the batch (axis_size gives its size): every output is the
         # same for each member, computed once and broadcast along its out axis.
-        outs = list(flat())
+        outs = list(guarded(flat)())
         size = axis_size or 0
         trees["batched"] = [True] * len(outs)
         outs = [torch.broadcast_to(o, (size, *o.shape)) if isinstance(o, _Tensor) else o
                 for o in outs]
     else:
-        outs = list(tf.vmap(flat, in_dims=tuple(axes[i] for i in mapped), out_dims=0)(
+        outs = list(tf.vmap(guarded(flat), in_dims=tuple(axes[i] for i in mapped), out_dims=0)(
             *(leaves[i] for i in mapped)))
     out_axes_leaves = broadcast_prefix(out_axes, tree_unflatten(trees["out"], outs),
                                        is_leaf=lambda x: x is None)

@@ -39,6 +39,10 @@ _RULES = (
     ("data-dependent control flow", ConcretizationError, _CONCRETE_VALUE),
     ("calling .item()", ConcretizationError, _CONCRETE_VALUE),
     ("dynamic shape", ConcretizationError, _DYNAMIC_SHAPE),
+    ("Batching rule not implemented for aten::nonzero", ConcretizationError, _DYNAMIC_SHAPE),
+    ("Batching rule not implemented for aten::unique", ConcretizationError, _DYNAMIC_SHAPE),
+    ("Batching rule not implemented for aten::masked_select", ConcretizationError,
+     _DYNAMIC_SHAPE),
     ("inplace", BatchingError, _IN_PLACE),
     ("in-place", BatchingError, _IN_PLACE),
 )
@@ -60,10 +64,19 @@ def translate_error(err: Exception) -> Exception | None:
             "torch.func.grad: a Python number carries no derivative",
             got=str(err).strip().splitlines()[0],
             fix="Keep the value an array (xp.where instead of a Python branch)."))
+    if isinstance(err, RuntimeError) and "Can't call numpy() on Tensor that requires grad" \
+            in str(err):
+        return ConcretizationError(message(
+            "np.asarray() (or .numpy()) was called on a tensor being differentiated: a NumPy "
+            "array carries no derivative",
+            got=str(err).strip().splitlines()[0],
+            fix="Use the namespace of the input, xp = array_namespace(x), instead of NumPy "
+                "functions inside transformed code."))
     if not isinstance(err, RuntimeError):
         return None
     text = str(err).strip()
-    if not text.startswith("vmap:") and "vmap" not in text.partition("\n")[0]:
+    if not text.startswith(("vmap:", "Batching rule")) and "vmap" not in text.partition(
+            "\n")[0]:
         return None
     first_line = text.splitlines()[0].rstrip(".")
     for needle, cls, (what, fix) in _RULES:

@@ -19,7 +19,7 @@ Example:
     array([2., 4.])
 """
 
-from unijax import errors, lax, tree_util
+from unijax import errors, lax, random, tree_util
 from unijax import tree_util as tree
 from unijax.custom import custom_jvp, custom_vjp
 from unijax.dispatch.config import (
@@ -33,6 +33,7 @@ from unijax.dispatch.config import (
 from unijax.dispatch.plugins import list_backends, register_plugin
 from unijax.dispatch.selection import (
     asarray,
+    block_until_ready,
     current_backend,
     explain_backend,
     namespace,
@@ -58,6 +59,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "asarray",
+    "block_until_ready",
     "checkpoint",
     "config",
     "current_backend",
@@ -77,6 +79,7 @@ __all__ = [
     "list_backends",
     "make_ir",
     "namespace",
+    "random",
     "register_plugin",
     "remat",
     "set_backend",

@@ -20,11 +20,12 @@ from typing import Any
 
 from unijax._validate import fun_name
 from unijax.dispatch import plugins
-from unijax.dispatch.backend import LOADING
+from unijax.dispatch.backend import LOADING, wait_for_loads
 from unijax.dispatch.options import _backend_ctx, _resolved
 from unijax.dispatch.selection import _SCALARS, _by_name, leaves_taken
 
 __all__ = [
+    "after_loads",
     "call_native",
     "configured_name",
     "differentiate_entry",
@@ -58,17 +59,41 @@ def configured_name() -> str | None:
     if name is None:
         resolved = _resolved.get("backend")
         name = None if resolved is None else resolved[0]
+    elif name.__class__ is not str:  # a choice made in a generator: see GeneratorChoice
+        name = name.effective()
+        if name is None:
+            resolved = _resolved.get("backend")
+            name = None if resolved is None else resolved[0]
     return name
 
 
 def call_native(backend: Any, native: Callable[..., Any], args: tuple[Any, ...],
                  kwargs: dict[str, Any]) -> Any:
-    """``native(*args, **kwargs)``, its library's errors raised as unijax's."""
+    """``native(*args, **kwargs)``, its library's errors raised as unijax's.
+
+    Waits first while another thread imports a library: ``native`` may be a function
+    handed to the user earlier (a pullback), called again while a library loads.
+    """
+    if LOADING:
+        wait_for_loads()
     try:
         return native(*args, **kwargs)
     except Exception as err:
         raise_translated(backend, err)
         raise
+
+
+def after_loads(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn``, which runs user code when called later (the engine's pullback of ``vjp``),
+    made to wait first while another thread imports a library (see ``call_native``)."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if LOADING:
+            wait_for_loads()
+        return fn(*args, **kwargs)
+
+    return call
 
 
 def raise_translated(backend: Any, err: Exception) -> None:

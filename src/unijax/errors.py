@@ -27,10 +27,12 @@ __all__ = [
     "ConcretizationError",
     "ConfigError",
     "ControlFlowError",
+    "CustomRuleError",
     "DeviceTransferError",
     "EngineNotAvailableError",
     "HasAuxError",
     "InAxesError",
+    "MissingDependencyError",
     "MissingRuleError",
     "MixedBackendError",
     "NonDifferentiableError",
@@ -66,6 +68,10 @@ class UnknownBackendError(BackendError, ValueError):
 
 class BackendUnavailableError(BackendError, ImportError):
     """The backend's plugin is installed but its array library is not."""
+
+
+class MissingDependencyError(UnijaxError, ImportError):
+    """An option asks for an optional library that is not installed (an extra)."""
 
 
 class PluginError(BackendError, RuntimeError):
@@ -136,6 +142,11 @@ class ControlFlowError(UnijaxError, TypeError):
     """A control-flow construct (``unijax.lax``) got branches or a loop body whose outputs
     do not match: branch outputs of another structure, or a carry whose structure, shape or
     dtype changes from one iteration to the next."""
+
+
+class CustomRuleError(UnijaxError, TypeError):
+    """A ``custom_vjp`` ``bwd`` or ``custom_jvp`` rule returned values that do not match
+    the function's inputs (cotangents) or outputs (tangents) in structure, shape or dtype."""
 
 
 class UnexpectedTracerError(UnijaxError, RuntimeError):

@@ -6,12 +6,16 @@ hook contract. :func:`register_plugin` registers a plugin object without packagi
 backend's ``compiler`` may reuse :func:`compile_python`, the generator of straight-line
 Python that NumPy's plugin uses; a backend with mutable arrays passes it a
 :class:`BufferSupport` (its functions that write into ``out=``, as :class:`OutForm`) so
-that large intermediates reuse memory.
+that large intermediates reuse memory. A namespace without special functions of its own
+can hand out the engine's as its ``special`` extension: :func:`special_functions`.
 
 A compiler author (a backend's ``compiler`` hook that emits its own kernels, as CuPy's
 does) reads the staged :class:`Program` (:class:`Equation`, :class:`Var`,
 :class:`Literal`), groups elementwise chains with :func:`plan_fusion`, and falls back to
 :func:`interpret` or to :func:`function_text` for the equations it does not fuse.
+:func:`compile_numba` lowers a program to Numba machine code (NumPy's ``jit_compiler``),
+falling back to another lowering for what Numba cannot compile; :func:`numba_available`
+says whether Numba is installed without importing it.
 
 A rule author adds an operation to the engine as a :class:`Primitive` with rules for the
 transforms: :func:`def_jvp`, :func:`def_vjp` (with :func:`def_vjp_metadata` when the VJP
@@ -60,7 +64,9 @@ from unijax.engine.lower import (
     compile_python,
     function_text,
     interpret,
+    param_operands,
 )
+from unijax.engine.lower_numba import compile_numba, numba_available
 from unijax.engine.optimize import ScalarConstants
 from unijax.engine.registry import (
     def_batch,
@@ -69,6 +75,7 @@ from unijax.engine.registry import (
     def_vjp,
     def_vjp_metadata,
 )
+from unijax.engine.rules.special import special_functions
 
 __all__ = [
     "PYTHON_LOOPS",
@@ -89,6 +96,7 @@ __all__ = [
     "SourceGlobals",
     "Var",
     "asks_float64",
+    "compile_numba",
     "compile_python",
     "def_batch",
     "def_jvp",
@@ -100,7 +108,10 @@ __all__ = [
     "fusion_broadcast_shapes",
     "hookimpl",
     "interpret",
+    "numba_available",
+    "param_operands",
     "plan_fusion",
     "register_plugin",
+    "special_functions",
     "var_names",
 ]

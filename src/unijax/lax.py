@@ -37,17 +37,20 @@ from typing import Any
 from unijax import _bridge  # noqa: F401  (the engine computes with the backends' namespaces)
 from unijax._fast_paths import raise_translated
 from unijax._python_loops import PythonLoops
-from unijax._validate import fun_name
+from unijax._validate import fun_name, normalize_argnums
 from unijax.dispatch.backend import PYTHON_LOOPS
 from unijax.dispatch.selection import prepare_call
 from unijax.engine import lax as _engine
 from unijax.engine.core import Tracer, tracing
-from unijax.errors import TransformArgumentError, message
+from unijax.engine.ir import dtype_kind
+from unijax.errors import ArgnumsError, ShapeError, TransformArgumentError, message
 from unijax.tree_util import tree_leaves
 
 __all__ = ["checkpoint", "cond", "fori_loop", "map", "remat", "scan", "switch", "while_loop"]
 
 _ENGINE = "engine"
+#: The most iterations a loop may be given: the largest int64, as JAX's index type.
+_MAX_LENGTH = 2**63 - 1
 
 
 def _route(operands: tuple[Any, ...], api: str) -> tuple[str, Any, Any, tuple[Any, ...]]:
@@ -95,19 +98,34 @@ def _check_int(value: Any, what: str, api: str) -> int:
             fix=f"Pass an int for {what}.")) from None
 
 
-def _is_static_int(value: Any) -> bool:
-    if isinstance(value, Tracer) or isinstance(value, bool):
-        return False
+def _static_int(value: Any) -> int | None:
+    """``value`` as a Python int if it is one known now, else ``None``.
+
+    A 0-d integer array is known now unless ``jit`` or ``vmap`` traces it: a value an
+    eager transform holds without differentiating it (an argument ``grad`` does not
+    differentiate) stays concrete, as in JAX.
+    """
+    if isinstance(value, bool):
+        return None
     if isinstance(value, int):
-        return True
+        return value
     shape = getattr(value, "shape", None)
-    if shape is None or tuple(shape) != ():
-        return False
+    if shape is None or tuple(shape) != () or dtype_kind(value.dtype) != "integral":
+        return None
+    if isinstance(value, Tracer) and value._differentiated():
+        return None
     try:
-        operator.index(value)
+        return operator.index(value)
     except Exception:  # a traced value (each library raises its own error)
-        return False
-    return True
+        return None
+
+
+def _check_length(value: int, what: str, api: str) -> int:
+    if not 0 <= value <= _MAX_LENGTH:
+        raise TransformArgumentError(message(
+            f"{api}: {what} must be a number of iterations between 0 and 2**63 - 1",
+            got=repr(value), fix=f"Pass a non-negative {what} that fits in an int64."))
+    return value
 
 
 # --- scan and map -----------------------------------------------------------------------------
@@ -133,7 +151,8 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
 
     Raises:
         TransformArgumentError: ``f`` is not callable, ``xs`` leaves disagree on their
-            length or ``length`` is missing or inconsistent.
+            length or ``length`` is missing, inconsistent, negative or beyond
+            ``2**63 - 1``.
         ControlFlowError: The carry ``f`` returns differs in structure, shape or dtype.
 
     Example:
@@ -168,9 +187,16 @@ def _scan_length(xs: Any, length: int | None, api: str) -> int:
                 got=f"a {type(leaf).__name__} of shape {shape}" if shape is not None
                 else type(leaf).__name__,
                 fix="Pass arrays of rank >= 1, or close over constants instead."))
+        if shape[0] != shape[0]:  # nan: dask's unknown chunk sizes (after x[mask])
+            raise ShapeError(message(
+                f"{api}: a leaf of xs has an unknown leading size (shape {tuple(shape)}), "
+                "as boolean masking or another data-dependent operation leaves it; the "
+                "number of iterations must be known before the loop runs",
+                fix="Compute the sizes first (dask: x.compute_chunk_sizes()), or keep "
+                    "shapes static: xp.where(mask, x, 0) instead of x[mask]."))
         lengths.add(int(shape[0]))
     if length is not None:
-        length = _check_int(length, "length", api)
+        length = _check_length(_check_int(length, "length", api), "length", api)
         lengths.add(length)
     if len(lengths) > 1:
         raise TransformArgumentError(message(
@@ -239,8 +265,10 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any], init_
               *, unroll: int | bool | None = None) -> Any:
     """``for i in range(lower, upper): val = body_fun(i, val)``: ``jax.lax.fori_loop``.
 
-    With Python int bounds it is a :func:`scan` (so reverse mode works); with traced
-    bounds, a :func:`while_loop`.
+    With bounds known when it is called (Python ints, or 0-d integer arrays that no
+    ``jit`` or ``vmap`` traces) it is a :func:`scan` (so reverse mode works); with traced
+    bounds, a :func:`while_loop`. A Python scalar in ``init_val`` is weakly typed, as in
+    JAX: an ``int`` stays an integer unless the body returns a float for it.
 
     Example:
         >>> import numpy as np
@@ -250,11 +278,23 @@ def fori_loop(lower: Any, upper: Any, body_fun: Callable[[Any, Any], Any], init_
     """
     _check_callable(body_fun, "fori_loop", "body_fun")
     api = f"fori_loop({fun_name(body_fun)})"
-    static = _is_static_int(lower) and _is_static_int(upper)
+    start, stop = _static_int(lower), _static_int(upper)
+    static = start is not None and stop is not None
+    if start is not None and stop is not None:
+        _check_length(max(stop - start, 0), "upper - lower", api)
+        if not (-_MAX_LENGTH - 1 <= start <= _MAX_LENGTH and
+                -_MAX_LENGTH - 1 <= stop <= _MAX_LENGTH):
+            raise TransformArgumentError(message(
+                f"{api}: the bounds must fit in an int64 (the loop index's dtype)",
+                got=f"lower={start!r}, upper={stop!r}", fix="Pass smaller bounds."))
     kind, impl, backend, (lower, upper, init_val) = _route((lower, upper, init_val), api)
     if kind == "native":
         extra = {} if unroll is None else {"unroll": unroll}
         return _native_call(backend, impl.fori_loop, lower, upper, body_fun, init_val, **extra)
+    if static:
+        # Known now (even as an argument grad does not differentiate): the loop is a scan
+        # of fixed length, as in JAX, so reverse mode goes through it.
+        lower, upper = start, stop
     if kind == "python":
         return impl.fori_loop(lower, upper, body_fun, init_val, static)
     return _engine.fori_loop(lower, upper, body_fun, init_val, static)
@@ -284,6 +324,8 @@ def switch(index: Any, branches: Sequence[Callable[..., Any]], *operands: Any) -
     for k, branch in enumerate(branches):
         _check_callable(branch, "switch", f"branches[{k}]")
     _check_scalar_index(index, "switch", integer=True)
+    if isinstance(index, int):  # clamped now: no backend need hold a huge Python int
+        index = min(max(index, 0), len(branches) - 1)
     return _branch(index, branches, operands, "switch")
 
 
@@ -291,7 +333,9 @@ def cond(pred: Any, true_fun: Callable[..., Any], false_fun: Callable[..., Any],
          *operands: Any) -> Any:
     """``true_fun(*operands)`` if ``pred`` else ``false_fun(*operands)``: ``jax.lax.cond``.
 
-    Both functions must return the same structure, shapes and dtypes; only one runs.
+    Both functions must return the same structure, shapes and dtypes; only one runs. As
+    in JAX (and Python's truthiness), any nonzero ``pred`` takes ``true_fun``: ``-1`` and
+    ``0.5`` included.
 
     Example:
         >>> import numpy as np
@@ -302,17 +346,31 @@ def cond(pred: Any, true_fun: Callable[..., Any], false_fun: Callable[..., Any],
     _check_callable(true_fun, "cond", "true_fun")
     _check_callable(false_fun, "cond", "false_fun")
     _check_scalar_index(pred, "cond", integer=False)
+    if isinstance(pred, bool | int):
+        pred = int(bool(pred))
     return _branch(pred, [false_fun, true_fun], operands, "cond")
 
 
 def _check_scalar_index(index: Any, api: str, *, integer: bool) -> None:
     shape = getattr(index, "shape", ())
+    what = "index" if integer else "pred"
     if isinstance(index, float | complex) or tuple(shape) != ():
-        what = "index" if integer else "pred"
         raise TransformArgumentError(message(
             f"{api}: {what} must be a scalar {'integer' if integer else 'boolean'}",
             got=repr(index) if not hasattr(index, "shape") else f"an array of shape {shape}",
             fix=f"Pass a 0-d array or a Python {'int' if integer else 'bool'}."))
+    dtype = getattr(index, "dtype", None)
+    if dtype is None:
+        return
+    kind = dtype_kind(dtype)
+    # As in JAX: a switch index is an integer; a pred is a boolean or a real number.
+    refused = ("real floating", "complex floating") if integer else ("complex floating",)
+    if kind in refused:
+        raise TransformArgumentError(message(
+            f"{api}: {what} must be {'an integer' if integer else 'a boolean or real'} "
+            "scalar", got=f"a 0-d array of dtype {dtype}",
+            fix="Cast it (xp.astype(index, xp.int32))" if integer
+            else "Compare it (x != 0, x > 0) to make a boolean."))
 
 
 def _branch(index: Any, branches: list[Callable[..., Any]], operands: tuple[Any, ...],
@@ -322,16 +380,19 @@ def _branch(index: Any, branches: list[Callable[..., Any]], operands: tuple[Any,
         if api == "cond":
             return _native_call(backend, impl.cond, index, branches[1], branches[0], *operands)
         return _native_call(backend, impl.switch, index, branches, *operands)
+    if api == "cond" and hasattr(index, "shape"):
+        index = _as_int_index(index, backend.namespace)
     if kind == "python":
         return impl.switch(index, branches, operands, api)
-    if api == "cond" and hasattr(index, "shape"):
-        index = _as_int_index(index)
     return _engine.switch(index, branches, operands, api)
 
 
-def _as_int_index(pred: Any) -> Any:
-    xp = pred.__array_namespace__()
-    return xp.astype(pred, xp.int32) if hasattr(xp, "astype") else pred
+def _as_int_index(pred: Any, xp: Any) -> Any:
+    """A 0-d array ``pred`` as the branch index ``cond`` takes: 1 where it is nonzero."""
+    if isinstance(pred, Tracer):
+        xp = pred.__array_namespace__()
+    truth = pred if dtype_kind(pred.dtype) == "bool" else pred != 0
+    return xp.astype(truth, xp.int32)
 
 
 # --- checkpoint -------------------------------------------------------------------------------
@@ -351,6 +412,13 @@ def checkpoint(fun: Callable[..., Any], *, prevent_cse: bool = True, policy: Any
             recomputation with the forward pass).
         policy: JAX's saving policy; on JAX it is passed through, elsewhere only ``None``.
         static_argnums: Positional arguments that are not arrays (passed as they are).
+            Every other argument leaf must be an array or a Python scalar, as in JAX.
+
+    Raises:
+        ArgnumsError: ``static_argnums`` is not an int or ints, or names a position the
+            function (or, at the call, the call) does not have.
+        TransformArgumentError: A call passes a leaf that is neither an array nor a
+            Python scalar outside ``static_argnums``.
 
     Example:
         >>> import numpy as np
@@ -360,15 +428,22 @@ def checkpoint(fun: Callable[..., Any], *, prevent_cse: bool = True, policy: Any
         12.0
     """
     _check_callable(fun, "checkpoint", "fun")
-    statics = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
     api = f"checkpoint({fun_name(fun)})"
+    # Checked now against the signature (as jit's are), and at each call against the call.
+    statics = normalize_argnums(static_argnums, api, fun, name="static_argnums")
     natives: dict[str, Callable[..., Any]] = {}
 
     @functools.wraps(fun)
     def checkpointed(*args: Any, **kwargs: Any) -> Any:
         n = len(args)
-        positions = tuple(sorted({i + n if i < 0 else i for i in statics}))
+        if any(i >= n for i in statics):
+            raise ArgnumsError(message(
+                f"{api}: static_argnums {statics!r} is out of range for this call",
+                expected=f"indices below {n} (the call passed {n} positional arguments)",
+                got=repr(static_argnums), fix="Pass the static arguments positionally."))
+        positions = tuple(sorted(statics))
         dynamic = tuple(a for i, a in enumerate(args) if i not in positions)
+        _check_array_leaves(dynamic, kwargs, positions, api)
         kind, _, backend, (dynamic, kwargs) = _route((dynamic, kwargs), api)
         it = iter(dynamic)
         args = tuple(args[i] if i in positions else next(it) for i in range(n))
@@ -391,6 +466,21 @@ def checkpoint(fun: Callable[..., Any], *, prevent_cse: bool = True, policy: Any
         return _engine.checkpoint(fun, args, kwargs, positions)
 
     return checkpointed
+
+
+def _check_array_leaves(dynamic: tuple[Any, ...], kwargs: dict[str, Any],
+                        positions: tuple[int, ...], api: str) -> None:
+    """Every leaf a checkpointed function is differentiated through is an array or a
+    Python scalar (as ``jax.checkpoint`` requires): anything else is a static argument."""
+    for leaf in tree_leaves((dynamic, kwargs)):
+        if isinstance(leaf, bool | int | float | complex) or (
+                hasattr(leaf, "shape") and hasattr(leaf, "dtype")):
+            continue
+        raise TransformArgumentError(message(
+            f"{api}: every argument leaf must be an array or a Python scalar, but got a "
+            f"value of type {type(leaf).__module__}.{type(leaf).__qualname__}",
+            fix="Pass it as a static argument (checkpoint(f, static_argnums=...)), or "
+                "convert it to an array."))
 
 
 #: JAX's other name for :func:`checkpoint`.

@@ -22,7 +22,8 @@ from typing import Any
 import unijax
 from unijax import jit, jvp, tree_util, vjp, vmap
 from unijax._dtypes import dtype_name
-from unijax.dispatch.plugins import _get, get_backend
+from unijax.dispatch.plugins import _get, backend_for_type, get_backend
+from unijax.dispatch.selection import backend_scope
 from unijax.errors import UnijaxError, message
 
 __all__ = [
@@ -45,6 +46,15 @@ _TRANSFORMS = ("value", "grad", "vmap", "jit")
 def to_numpy(x: Any) -> Any:
     """A NumPy copy of an array of any backend (for comparisons in tests).
 
+    The backend that owns ``x``'s type says how: its ``extras["to_host"]`` hook when it
+    has one (a library whose arrays wrap their data, or live on a device), else DLPack,
+    else ``__array__``. Where the hook refuses an array that it would not move between
+    backends (Dask: one of unknown shape), DLPack and ``__array__`` are tried next.
+
+    Raises:
+        TypeError: ``x`` cannot be copied to NumPy by any of these means (the hook's
+            refusal, if any, is the cause).
+
     Example:
         >>> import numpy as np
         >>> to_numpy(np.arange(3))
@@ -52,14 +62,36 @@ def to_numpy(x: Any) -> Any:
     """
     import numpy as np
 
-    if type(x).__module__.partition(".")[0] == "cupy":
-        return x.get()
-    if type(x).__module__.partition(".")[0] == "autograd":  # an ArrayBox: its value
-        x = x._value
-    try:
+    if isinstance(x, np.ndarray | np.generic | int | float | complex | bool):
         return np.asarray(x)
-    except (TypeError, ValueError, RuntimeError):
-        return np.from_dlpack(x)
+    owner = backend_for_type(type(x))
+    hook = owner.extras.get("to_host") if owner is not None else None
+    refused: Exception | None = None
+    if hook is not None:
+        try:
+            return np.asarray(hook(x))
+        except Exception as err:
+            refused = err
+    if hasattr(x, "__dlpack__"):
+        try:
+            return np.from_dlpack(x)
+        except (BufferError, TypeError, ValueError, RuntimeError):
+            pass  # not on the host, or a dtype DLPack cannot carry: try __array__
+    if hasattr(x, "__array__"):
+        try:
+            return np.asarray(x)
+        except Exception:
+            if refused is None:
+                raise
+    owner_name = owner.name if owner is not None else "no installed backend"
+    got = (f"its to_host hook raised {type(refused).__name__}: {refused}, and neither "
+           "__dlpack__ nor __array__ worked" if refused is not None else
+           "no extras['to_host'] hook, no working __dlpack__ and no __array__")
+    raise TypeError(message(
+        f"unijax.testing.to_numpy: cannot copy a {type(x).__module__}."
+        f"{type(x).__qualname__} ({owner_name}) to NumPy", got=got,
+        fix="Give the backend an extras['to_host'] hook returning a NumPy array "
+            "(see the backend authors' guide).")) from refused
 
 
 def _namespace(leaves: Sequence[Any]) -> Any:
@@ -527,7 +559,9 @@ def _run(fn: Callable[..., Any], args: tuple[Any, ...], transform: str, backend:
          argnums: int | Sequence[int]) -> Any:
     converted = unijax.to_backend(args, backend)
     if transform == "value":
-        with unijax.use_backend(backend):
+        # The plain call runs as unijax's own calls do on that backend: under the dtype
+        # policy's scope (JAX without x64 would otherwise compute float64 data in float32).
+        with unijax.use_backend(backend), backend_scope(get_backend(backend)):
             return fn(*converted)
     if transform == "grad":
         return unijax.grad(fn, argnums=argnums, backend=backend)(*converted)

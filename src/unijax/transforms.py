@@ -11,11 +11,13 @@ plugin never reinterprets them.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from unijax import _bridge  # noqa: F401  (the engine computes with the backends' namespaces)
 from unijax._fast_paths import (
+    after_loads,
     call_native,
     differentiate_entry,
     jit_entry,
@@ -38,13 +40,19 @@ from unijax._validate import (
     split_aux,
 )
 from unijax.dispatch.config import config
-from unijax.dispatch.selection import prepare_call
+from unijax.dispatch.selection import backend_scope, prepare_call
 from unijax.engine import frontend as _engine
 from unijax.engine.core import Tracer
 from unijax.engine.jit import JitFunction
 from unijax.engine.jit import make_ir as _make_ir
 from unijax.engine.rules.control import stop_gradient_p
-from unijax.errors import BatchingError, InAxesError, TransformArgumentError, message
+from unijax.errors import (
+    ArgnumsError,
+    BatchingError,
+    InAxesError,
+    TransformArgumentError,
+    message,
+)
 from unijax.tree_util import tree_leaves, tree_map
 
 __all__ = [
@@ -160,19 +168,21 @@ class _Differentiate(_Transformed):
         if not use_engine:
             native = self._native_for(backend)
             if native is not _ENGINE:
-                args = self._scalars_as_arrays(args, backend.namespace)
+                args = self._scalars_as_arrays(args, backend)
                 if name is not None:
                     learn_differentiate(self, name, backend, native, args)
                 return call_native(backend, native, args, kwargs)
         return self._engine(args, kwargs, backend.namespace)
 
-    def _scalars_as_arrays(self, args: tuple[Any, ...], xp: Any) -> tuple[Any, ...]:
+    def _scalars_as_arrays(self, args: tuple[Any, ...], backend: Any) -> tuple[Any, ...]:
         # Native libraries type Python scalars their own way (JAX with x64: float64);
         # the engine's rule, the default float dtype, must hold on every backend.
         if not any(isinstance(args[i], float | complex) for i in self.norm_argnums):
             return args
-        return tuple(_engine.as_array(a, xp) if i in self.norm_argnums else a
-                     for i, a in enumerate(args))
+        xp = backend.namespace
+        with backend_scope(backend):
+            return tuple(_engine.as_array(a, xp) if i in self.norm_argnums else a
+                         for i, a in enumerate(args))
 
     def _engine(self, args: tuple[Any, ...], kwargs: dict[str, Any], xp: Any) -> Any:
         raise NotImplementedError
@@ -374,7 +384,8 @@ def vjp(fun: Callable[..., Any], *primals: Any, has_aux: bool = False,
             return call_native(b, pullback, (check_cotangents(cts, out, api),), {})
 
         return (out, checked_pullback, *result[2:])
-    return _engine.engine_vjp(fun, primals, has_aux, b.namespace, api)
+    result = _engine.engine_vjp(fun, primals, has_aux, b.namespace, api)
+    return (result[0], after_loads(result[1]), *result[2:])
 
 
 # --- vmap -------------------------------------------------------------------------------------
@@ -483,7 +494,8 @@ class _Jit(_Transformed):
             static_argnames, self.api, fun) if static_argnames else ()
         # in_shardings, out_shardings, donate_argnums: only those given, so that a native
         # jit without them is called as before.
-        self.placement = _check_placement(placement or {}, self.api, fun)
+        self.placement = _check_placement(placement or {}, self.api, fun,
+                                          self.static_argnums, self.static_argnames)
         self._engine_jits: dict[str, Any] = {}
         # backend name -> (native jit, the backend, the types it takes as they are). Only
         # backends named by configuration are kept; emptied whenever plugins change.
@@ -533,15 +545,44 @@ class _Jit(_Transformed):
             j.clear_cache()
 
 
-def _check_placement(placement: dict[str, Any], api: str,
-                     fun: Callable[..., Any]) -> dict[str, Any]:
-    """The given ``in_shardings``/``out_shardings``/``donate_argnums``, validated."""
+def _check_placement(placement: dict[str, Any], api: str, fun: Callable[..., Any],
+                     static_argnums: tuple[int, ...] = (),
+                     static_argnames: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The given ``in_shardings``/``out_shardings``/``donate_argnums``, validated.
+
+    Raises:
+        ArgnumsError: ``donate_argnums`` is invalid, or names a static argument.
+    """
     checked = {k: v for k, v in placement.items() if v is not None}
     if "donate_argnums" in checked:
         donate = checked["donate_argnums"]
         checked["donate_argnums"] = normalize_argnums(donate, api, fun,
                                                       name="donate_argnums") if donate else ()
+        # A static argument is a compile-time constant, not a buffer: donating it has no
+        # meaning, and JAX refuses it only at the first call.
+        statics = set(static_argnums) | _positions_of(fun, static_argnames)
+        both = sorted(statics.intersection(checked["donate_argnums"]))
+        if both:
+            raise ArgnumsError(message(
+                f"{api}: donate_argnums names argument(s) that are also static "
+                "(static_argnums or static_argnames); a static argument is a compile-time "
+                "constant, not an array buffer that can be donated",
+                expected="donate_argnums and the static arguments to be disjoint",
+                got=f"position(s) {', '.join(map(str, both))} in both",
+                fix="Remove the static arguments from donate_argnums."))
     return checked
+
+
+def _positions_of(fun: Callable[..., Any], names: tuple[str, ...]) -> set[int]:
+    """The positional indices of ``fun``'s parameters named in ``names`` (when known)."""
+    if not names:
+        return set()
+    try:
+        params = list(inspect.signature(fun).parameters.values())
+    except (TypeError, ValueError):  # a builtin or C function: no signature to read
+        return set()
+    return {i for i, p in enumerate(params)
+            if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and p.name in names}
 
 
 def _single_device(value: Any, devices: Sequence[Any]) -> bool:
@@ -598,7 +639,8 @@ def jit(fun: Callable[..., Any] | None = None, *, static_argnums: int | Sequence
         The compiled function (``.cache_info()`` reports engine cache hits and misses).
 
     Raises:
-        ArgnumsError: ``donate_argnums`` is not an int or a tuple of ints in range.
+        ArgnumsError: ``donate_argnums`` is not an int or a tuple of ints in range, or
+            names a static argument.
         TransformArgumentError: A placement over more than one device on a backend whose
             ``jit`` runs on one (raised at the first call on that backend).
 

@@ -37,6 +37,7 @@ from unijax.cli.benchmarks import report as rep
 from unijax.cli.benchmarks.harness import PRESETS, available_libraries
 from unijax.cli.benchmarks.suite import DEFAULT_SECTIONS, OPT_IN, SECTIONS, plan, run
 from unijax.cli.benchmarks.workloads import BACKENDS, WORKLOADS
+from unijax.cli.output import use_rich
 
 __all__ = ["main"]
 
@@ -166,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         total = plan(sections, settings, available_libraries(backends))
         with _progress(total, not args.no_progress) as note:
             report = run(settings, sections, backends, note)
-    print(rep.render(report, plain=args.plain), end="")
+    print(rep.render(report, plain=not use_rich(plain=args.plain)), end="")
     if args.json:
         rep.write_json(report, args.json)
         print(f"wrote {args.json}")

@@ -76,19 +76,36 @@ def train(steps: int = 200, lr: float = 0.5, hidden: int = 32,
     onehot = unijax.asarray(onehot_np, backend=backend)
     # jit on every backend: JAX compiles with XLA, the others with unijax's engine.
     value_and_grad = unijax.jit(unijax.value_and_grad(loss, backend=backend), backend=backend)
+    # The update and the predictions run inside unijax too, so they compute in unijax's
+    # default float dtype on every backend (JAX without x64 would compute in float32).
+    update = unijax.jit(lambda params, grads: unijax.tree.tree_map(
+        lambda p, g: p - lr * g, params, grads), backend=backend)
     losses = []
     for _ in range(steps):
         value, grads = value_and_grad(params, x, onehot)
         losses.append(float(value))
-        params = unijax.tree.tree_map(lambda p, g: p - lr * g, params, grads)
-    predictions = np.argmax(to_numpy(logits(params, x)), axis=1)
+        # On a lazy backend (Dask) the new parameters are computed here, so each step's
+        # graph starts from them instead of holding every earlier step.
+        params = unijax.block_until_ready(update(params, grads))
+    predictions = np.argmax(to_numpy(unijax.jit(logits, backend=backend)(params, x)), axis=1)
     return losses, float(np.mean(predictions == y_np))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo and print the loss falling and the final accuracy."""
     parser = argparse.ArgumentParser(prog="unijax demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=_positive_int, default=200,
+                        help="gradient-descent steps (default 200)")
     parser.add_argument("--backend", default=None, help="override the configured backend")
     args = parser.parse_args(argv)
     why = unijax.explain_backend(backend=args.backend)

@@ -1,18 +1,20 @@
 """``unijax info``: installed backends, versions, devices, capabilities and the selection.
 
-Uses rich tables when rich is installed (``pip install "unijax[cli]"``), plain text
-otherwise or with ``--plain``.
+Uses rich tables on a terminal when rich is installed (``pip install "unijax[cli]"``),
+plain text otherwise: piped, redirected, without rich, or with ``--plain``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import platform
 import sys
 from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
+from unijax.cli.output import rich_table, use_rich
 from unijax.dispatch.config import config
 from unijax.dispatch.plugins import PluginInfo, list_backends
 from unijax.dispatch.selection import explain_backend
@@ -35,7 +37,9 @@ def _row(info: PluginInfo) -> tuple[str, ...]:
         return (info.name, "not allowed" if not info.allowed else "broken", "", "", "",
                 info.error or "")
     if not b.available:
-        return (info.name, f"missing: {b.install_hint}", "", "", "", "")
+        reason = b.unusable if all(importlib.util.find_spec(m) for m in b.requires) else None
+        return (info.name, f"unavailable: {reason}" if reason else
+                f"missing: {b.install_hint}", "", "", "", "")
     caps = b.capabilities
     flags = [name for name, on in (("forward AD", caps.forward_ad), ("reverse AD",
              caps.reverse_ad), ("x64", caps.x64), ("mutable", caps.mutable_arrays),
@@ -123,26 +127,14 @@ def _print_plain(data: dict[str, Any]) -> None:
 
 def _print_rich(data: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
 
     console = Console()
     console.print(f"unijax {data['unijax']} on Python {data['python']}", markup=False)
-    table = Table(title="Backends")
-    for header in _HEADERS:
-        table.add_column(header)
-    for row in data["backends"]:
-        table.add_row(*map(escape, row))
-    if not data["backends"]:
-        table.caption = "not listed: the configuration has a problem (see Problems)"
-    console.print(table)
+    caption = None if data["backends"] else (
+        "not listed: the configuration has a problem (see Problems)")
+    console.print(rich_table("Backends", _HEADERS, data["backends"], caption))
     console.print(f"Selected: {data['selection']}", markup=False)
-    options = Table(title="Options")
-    for header in ("option", "value", "source"):
-        options.add_column(header)
-    for row in data["options"]:
-        options.add_row(*map(escape, row))
-    console.print(options)
+    console.print(rich_table("Options", ("option", "value", "source"), data["options"]))
     if data["problems"]:
         console.print("Problems:", markup=False)
         for text in data["problems"]:
@@ -161,12 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plain", action="store_true", help="plain text, even with rich")
     args = parser.parse_args(argv)
     data = collect()
-    try:
-        if args.plain:
-            raise ImportError
-        import rich  # noqa: F401
-    except ImportError:
-        _print_plain(data)
-    else:
+    if use_rich(plain=args.plain):
         _print_rich(data)
+    else:
+        _print_plain(data)
     return 1 if data["problems"] else 0

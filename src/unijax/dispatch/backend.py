@@ -4,23 +4,19 @@ A plugin's ``unijax_backend`` hook returns a :class:`Backend`. It describes an a
 library without importing it: the library is imported only when unijax first needs its
 namespace (``Backend.namespace``), so ``import unijax`` and plugin discovery stay cheap.
 
-Every backend's loaders (``load_namespace``, ``load_native``) run one at a time, under one
-process-wide lock, and a call that arrives while one runs waits for it
-(:func:`wait_for_loads`). Importing a library puts its half-initialised module into
-``sys.modules``, where other threads can see it: array_api_compat's type checks read
-``sys.modules`` (``array_namespace`` on any array looks up ``jax.Array`` once ``jax`` is
-there), and two threads importing one library (NumPy, through JAX and through
-array-api-strict) can each be handed the other's partial module.
+Every backend's loaders (``load_namespace``, ``load_native``) run one at a time, and never
+beside user code that a transform runs in another thread (see :mod:`.loading`).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import threading
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from unijax.dispatch.loading import LOADING, run_loader, wait_for_loads
 from unijax.errors import PluginError, UnijaxError, message
 
 __all__ = [
@@ -32,59 +28,23 @@ __all__ = [
     "wait_for_loads",
 ]
 
-_load_lock = threading.RLock()  # reentrant: one backend's loader may load another's
-_load_done = threading.Condition()
-
-#: Idents of the threads running a backend loader or queued for one; empty when none.
-#: Hot paths read it without a lock (``if LOADING: wait_for_loads()``): a list is mutated
-#: in place, so modules that import it see every change.
-LOADING: list[int] = []
-
-
-def wait_for_loads() -> None:
-    """Block while another thread runs (or waits to run) a backend loader.
-
-    A thread that is itself loading never waits: its loader may use unijax.
-
-    Example:
-        >>> wait_for_loads()  # nothing is loading: returns at once
-    """
-    if not LOADING:
-        return
-    me = threading.get_ident()
-    with _load_done:
-        while LOADING and me not in LOADING:
-            _load_done.wait()
-
 
 def load_for_call(backend: Backend) -> None:
     """Load ``backend``'s namespace and native transforms if needed, then wait for the
     loads of other threads: what a call does before it runs user code.
 
-    Both load under one hold of the lock, so threads waiting for loads are not released
-    in between, to run user code while this thread starts its second import.
+    Both load under one hold of the loading lock, so threads waiting for loads are not
+    released in between, to run user code while this thread starts its second import.
 
     Raises:
         PluginError: A loader of ``backend`` raised.
     """
     lazy = backend._lazy
     if "namespace" not in lazy or "native" not in lazy:
-        _run_loader(lambda: (backend.native_transforms, backend.namespace))
+        run_loader(lambda: (backend.native_transforms, backend.namespace),
+                   f"backend {backend.name!r}")
     if LOADING:
         wait_for_loads()
-
-
-def _run_loader(loader: Callable[[], Any]) -> Any:
-    me = threading.get_ident()
-    with _load_done:
-        LOADING.append(me)
-    try:
-        with _load_lock:
-            return loader()
-    finally:
-        with _load_done:
-            LOADING.remove(me)
-            _load_done.notify_all()
 
 
 @dataclass(frozen=True)
@@ -140,9 +100,9 @@ class NativeTransforms:
     checkpoint: Callable[..., Any] | None = None
 
 
-#: ``NativeTransforms.lax`` for backends whose native transforms trace eagerly: the
-#: constructs of ``unijax.lax`` run as Python loops on the backend's own values.
 PYTHON_LOOPS = "python loops"
+"""``NativeTransforms.lax`` for backends whose native transforms trace eagerly: the
+constructs of ``unijax.lax`` run as Python loops on the backend's own values."""
 
 
 def _no_devices() -> Sequence[Any]:
@@ -169,8 +129,13 @@ class Backend:
         plugin: The plugin that provided this backend (set by unijax).
         extras: Optional backend-specific hooks (``"device_kind"``, ``"to_host"``,
             ``"translate_error"``, ``"lazy_arrays"`` (never converted to another backend
-            implicitly), ``"jit_key"`` (more of the engine's ``jit`` cache key), ...;
+            implicitly), ``"jit_key"`` (more of the engine's ``jit`` cache key), ``"unusable"`` (why
+            the installed library cannot compute here, or None), ``"offline_check"`` (what
+            ``unijax check`` runs instead then), ...;
             see the backend authors' guide).
+        xfail_file: Optional path of the plugin's own list of expected conformance
+            failures (the TOML format of ``unijax_conformance/xfail/``), read by the
+            conformance suite and ``unijax check`` whenever this backend is checked.
     """
 
     name: str
@@ -185,28 +150,41 @@ class Backend:
     version: Callable[[], str] | None = None
     plugin: str = ""
     extras: dict[str, Any] = field(default_factory=dict)
+    xfail_file: str | os.PathLike[str] | None = None
     _lazy: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def available(self) -> bool:
-        """Whether every library in ``requires`` is installed (checked without importing)."""
+        """Whether the backend can compute here: every library in ``requires`` is installed
+        (checked without importing) and the ``"unusable"`` extra, if any, finds no reason
+        against it (CuPy installed on a machine without a CUDA device is not available)."""
         if "available" not in self._lazy:
             self._lazy["available"] = all(
                 importlib.util.find_spec(mod) is not None for mod in self.requires
-            )
+            ) and self.unusable is None
         return bool(self._lazy["available"])
+
+    @property
+    def unusable(self) -> str | None:
+        """Why the installed library cannot compute here (e.g. ``"no CUDA device"``), from
+        the plugin's ``"unusable"`` extra (``() -> str | None``); None if it can."""
+        if "unusable" not in self._lazy:
+            probe = self.extras.get("unusable")
+            self._lazy["unusable"] = probe() if probe is not None else None
+        reason = self._lazy["unusable"]
+        return None if reason is None else str(reason)
 
     @property
     def namespace(self) -> Any:
         """The backend's Array-API namespace, imported on first access.
 
-        Waits while another thread loads a backend (see :func:`wait_for_loads`).
+        The first access waits for the calls that other threads are running, and imports
+        the library when none runs (see :mod:`unijax.dispatch.loading`); later accesses
+        never wait: the namespace is whole by then.
 
         Raises:
             PluginError: ``load_namespace`` raised; the message names the plugin.
         """
-        if LOADING:
-            wait_for_loads()
         try:
             return self._lazy["namespace"]
         except KeyError:
@@ -219,8 +197,6 @@ class Backend:
         Raises:
             PluginError: ``load_native`` raised; the message names the plugin.
         """
-        if LOADING:
-            wait_for_loads()
         try:
             return self._lazy["native"]
         except KeyError:
@@ -232,7 +208,7 @@ class Backend:
                 self._lazy[key] = self._call_loader(hook, loader)
             return self._lazy[key]
 
-        return _run_loader(load)
+        return run_loader(load, f"backend {self.name!r}")
 
     def _call_loader(self, hook: str, loader: Callable[[], Any]) -> Any:
         try:

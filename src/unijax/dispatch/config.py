@@ -8,6 +8,9 @@ backends before it is stored, so a typo fails where it is written.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import inspect
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -95,7 +98,7 @@ class Config:
             get_backend(value)  # unknown or unavailable backends raise, nothing changes
             how = f"unijax.set_backend({value!r}) was called"
         else:
-            how = f"unijax.config.update({name!r}, {value!r}) was called"
+            how = f"unijax.config.update({name!r}, {options.shown(value)}) was called"
         options.set_runtime(name, value, how)
 
     def options(self) -> tuple[options.Option, ...]:
@@ -103,8 +106,8 @@ class Config:
 
         Example:
             >>> import unijax
-            >>> [o.env for o in unijax.config.options()][-1]
-            'UNIJAX_JIT_CACHE_SIZE'
+            >>> "UNIJAX_BACKEND" in [o.env for o in unijax.config.options()]
+            True
         """
         return options.options()
 
@@ -191,11 +194,52 @@ def set_backend(name: str | None) -> None:
     config.update("backend", name)
 
 
-@contextlib.contextmanager
-def use_backend(name: str | None) -> Iterator[None]:
+class _UseBackend(contextlib.ContextDecorator):
+    """What :func:`use_backend` returns (also usable as a decorator)."""
+
+    def __init__(self, name: str | None) -> None:
+        self.name = name
+        self._tokens: list[contextvars.Token[Any]] = []
+
+    def _recreate_cm(self) -> _UseBackend:
+        return _UseBackend(self.name)  # each decorated call enters its own
+
+    def __enter__(self) -> None:
+        name = self.name
+        if name is not None:
+            name = options._validated(options._OPTIONS["backend"], name, "use_backend()",
+                                      "Pass a backend name.")
+            get_backend(name)
+        value: Any = name
+        owner = sys._getframe(1)
+        if name is not None and owner.f_code.co_flags & _GENERATOR_FLAGS and not (
+                owner.f_back is not None and str(owner.f_back.f_globals.get(
+                    "__name__", "")).startswith(_CONTEXT_MANAGER_DRIVERS)):
+            # A generator that yields inside the block must not hand its choice to the
+            # code it yields to (see GeneratorChoice), unless it is the body of a context
+            # manager (@contextlib.contextmanager, a pytest fixture): there, handing the
+            # choice to the caller's with-block is the point.
+            value = options.GeneratorChoice(name, owner, options._backend_ctx.get())
+        self._tokens.append(options._backend_ctx.set(value))
+
+    def __exit__(self, *exc: object) -> None:
+        options._backend_ctx.reset(self._tokens.pop())
+
+
+_GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
+#: Modules whose frames drive a generator as a context manager's body (pluggy: hook
+#: wrappers, which run the wrapped hooks at their yield).
+_CONTEXT_MANAGER_DRIVERS = ("contextlib", "_pytest.", "pytest_asyncio", "pluggy.")
+
+
+def use_backend(name: str | None) -> contextlib.AbstractContextManager[None]:
     """Use backend ``name`` inside a ``with`` block (this thread or task only).
 
-    Leaving the block restores exactly the previous choice, also on an exception.
+    Leaving the block restores exactly the previous choice, also on an exception. Inside
+    a generator, the choice holds for the generator's own code: the code it yields to
+    keeps its own backend (a generator that is a context manager's body, under
+    ``@contextlib.contextmanager`` or as a pytest fixture, hands it to the ``with``
+    block, as intended). It also works as a decorator.
 
     Args:
         name: A backend name, or None to fall back to the process-wide rules.
@@ -209,15 +253,7 @@ def use_backend(name: str | None) -> Iterator[None]:
         ...     unijax.current_backend()
         'numpy'
     """
-    if name is not None:
-        name = options._validated(options._OPTIONS["backend"], name, "use_backend()",
-                                  "Pass a backend name.")
-        get_backend(name)
-    token = options._backend_ctx.set(name)
-    try:
-        yield
-    finally:
-        options._backend_ctx.reset(token)
+    return _UseBackend(name)
 
 
 # --- default float dtype ----------------------------------------------------------------

@@ -45,8 +45,8 @@ PROJECT_NAME = "unijax"
 #: Marks the specifications below (used by unijax only).
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
-#: Marks a plugin's hook implementations: ``@hookimpl def unijax_backend(): ...``.
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+"""Marks a plugin's hook implementations: ``@hookimpl def unijax_backend(): ...``."""
 
 
 @hookspec(firstresult=True)

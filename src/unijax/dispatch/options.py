@@ -16,17 +16,21 @@ import contextvars
 import difflib
 import os
 import re
+import sys
 import threading
 import tomllib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from unijax.errors import ConfigError, message
 
 __all__ = [
+    "ECHO_LIMIT",
+    "GeneratorChoice",
     "Option",
     "clear_runtime",
     "configured_backend",
@@ -36,6 +40,7 @@ __all__ = [
     "read",
     "reload",
     "set_runtime",
+    "shown",
     "subscribe",
     "unsubscribe",
 ]
@@ -45,6 +50,30 @@ FLOAT_DTYPES = ("float64", "float32")
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
+
+
+#: Characters of a user's value that an error message echoes; the rest is elided.
+ECHO_LIMIT = 60
+
+
+def shown(value: Any, limit: int = ECHO_LIMIT, *, quoted: bool = True) -> str:
+    """``repr(value)`` (``str`` if not ``quoted``) for a message, cut to ``limit`` characters.
+
+    A value comes from the user (an environment variable, a config file, an argument)
+    and may be arbitrarily long; a message echoes its start and says how long it was.
+
+    Example:
+        >>> shown("jax")
+        "'jax'"
+        >>> shown("x" * 1000, limit=8)
+        "'xxxxxx... (1000 characters)"
+    """
+    text = repr(value) if quoted else str(value)
+    if len(text) <= limit:
+        return text
+    size = (f"{len(value)} characters" if isinstance(value, str)
+            else f"{len(text)} characters in all")
+    return f"{text[:limit - 1]}... ({size})"
 
 
 # --- validators: value -> normalised value, or ValueError(text of the valid choices) -----
@@ -73,10 +102,12 @@ def _check_plugins(value: Any) -> tuple[str, ...] | None:
         if not value:
             return None
     if isinstance(value, list | tuple) and all(
-        isinstance(v, str) and _NAME_RE.match(v.strip()) for v in value
+        isinstance(v, str) and all(_NAME_RE.match(part.strip()) for part in v.split("=", 1))
+        for v in value
     ):
-        return tuple(v.strip() for v in value)
-    raise ValueError("a comma-separated list of backend names, e.g. 'numpy,jax'")
+        return tuple("=".join(part.strip() for part in v.split("=", 1)) for v in value)
+    raise ValueError("a comma-separated list of backend names, e.g. 'numpy,jax' (a name "
+                     "may pick the distribution providing it: 'numpy=my-numpy-plugin')")
 
 
 def _check_bool(value: Any) -> bool:
@@ -93,6 +124,12 @@ def _check_cache_size(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     raise ValueError("a non-negative integer (0 disables the cache)")
+
+
+def _check_jit_compiler(value: Any) -> str:
+    if isinstance(value, str) and value.strip().lower() in ("auto", "numba", "python"):
+        return value.strip().lower()
+    raise ValueError("one of 'auto', 'numba', 'python'")
 
 
 @dataclass(frozen=True)
@@ -129,18 +166,66 @@ _OPTIONS: dict[str, Option] = {
                "Dtype of floating-point data created by unijax ('float64' or 'float32').",
                _check_float_dtype),
         Option("plugins", None, "UNIJAX_PLUGINS",
-               "Allow-list of backend plugins (comma separated); unset allows all.",
+               "Allow-list of backend plugins (comma separated); unset allows all. "
+               "'name=distribution' picks which installed distribution provides a name.",
                _check_plugins),
         Option("disable_plugin_autoload", False, "UNIJAX_DISABLE_PLUGIN_AUTOLOAD",
                "Load no entry-point plugin except those named in 'plugins'.", _check_bool),
         Option("jit_cache_size", 256, "UNIJAX_JIT_CACHE_SIZE",
                "Compiled programs kept per jitted function (0 disables caching).",
                _check_cache_size),
+        Option("jit_compiler", "auto", "UNIJAX_JIT_COMPILER",
+               "How jit lowers programs on NumPy: 'auto' (Numba for loops and hot "
+               "programs when installed), 'numba' or 'python'.", _check_jit_compiler),
     )
 }
 
-# Context-local overrides; None means "not set in this context".
-_backend_ctx: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+class GeneratorChoice:
+    """A ``use_backend`` choice made inside a generator's own code.
+
+    A generator runs in its caller's context, so a context variable it sets is still set
+    when it yields: the caller would see the generator's backend. This value makes the
+    choice apply only while the generator's frame runs on the thread that made it (and
+    in other threads that copied the context meanwhile); elsewhere the choice that was
+    in effect before it (``parent``) applies.
+
+    Attributes:
+        name: The backend chosen.
+        frame: The generator's frame, which made the choice.
+        thread: The ident of the thread that made it.
+        parent: What ``use_backend`` found in the context before it.
+    """
+
+    __slots__ = ("frame", "name", "parent", "thread")
+
+    def __init__(self, name: str, frame: FrameType, parent: Any) -> None:
+        self.name, self.frame, self.parent = name, frame, parent
+        self.thread = threading.get_ident()
+
+    def effective(self) -> str | None:
+        """The backend this choice means here and now (the parent's, if it is away)."""
+        choice: Any = self
+        while choice.__class__ is GeneratorChoice:
+            if choice.thread != threading.get_ident() or _is_running(choice.frame):
+                return str(choice.name)
+            choice = choice.parent
+        return choice
+
+
+def _is_running(frame: FrameType) -> bool:
+    # A suspended generator's frame is on no stack: walk this thread's from the top.
+    current: FrameType | None = sys._getframe(1)
+    while current is not None:
+        if current is frame:
+            return True
+        current = current.f_back
+    return False
+
+
+# Context-local overrides; None means "not set in this context". A ``use_backend`` in a
+# generator stores a GeneratorChoice: readers take ``.effective()`` of any value that is
+# not a str (see context_backend).
+_backend_ctx: contextvars.ContextVar[Any] = contextvars.ContextVar(
     "unijax_backend", default=None)
 _float_ctx: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "unijax_default_float_dtype", default=None)
@@ -229,13 +314,25 @@ def _load_raw() -> dict[str, tuple[Any, str, str]]:
         found = _find_config_file()
         if found is not None:
             path, table = found
+            spelled: dict[str, str] = {}  # option name -> the key that set it
             for key, value in table.items():
                 name = key.replace("-", "_")
                 if name not in _OPTIONS:
                     raise ConfigError(message(
-                        f"unknown unijax option {key!r} in [tool.unijax] of {path}",
+                        f"unknown unijax option {shown(key)} in [tool.unijax] of {path}",
                         expected=f"one of {', '.join(_OPTIONS)}",
                         fix=_suggest(name, "Remove the key or fix its spelling.")))
+                if name in spelled:
+                    # TOML sees two keys; which one a dict keeps is not the user's choice.
+                    raise ConfigError(message(
+                        f"unijax option {name!r} is set twice in [tool.unijax] of {path}, "
+                        f"as {spelled[name]!r} and as {key!r}",
+                        expected="each option once (dashes and underscores name the same "
+                                 "option)",
+                        got=f"{spelled[name]} = {shown(raw[name][0])} and "
+                            f"{key} = {shown(value)}",
+                        fix=f"Delete one of the two lines (the usual spelling is {name!r})."))
+                spelled[name] = key
                 raw[name] = (value, "config_file", f"[tool.unijax] of {path}")
         for opt in _OPTIONS.values():
             value = os.environ.get(opt.env)
@@ -246,7 +343,7 @@ def _load_raw() -> dict[str, tuple[Any, str, str]]:
 
 
 def _suggest(name: str, fallback: str) -> str:
-    close = difflib.get_close_matches(name, list(_OPTIONS), n=1)
+    close = difflib.get_close_matches(name[:100], list(_OPTIONS), n=1)
     return f"Did you mean {close[0]!r}?" if close else fallback
 
 
@@ -255,7 +352,7 @@ def _option(name: str) -> Option:
         return _OPTIONS[name]
     except KeyError:
         raise ConfigError(message(
-            f"unknown unijax option {name!r}", expected=f"one of {', '.join(_OPTIONS)}",
+            f"unknown unijax option {shown(name)}", expected=f"one of {', '.join(_OPTIONS)}",
             fix=_suggest(name, "See unijax.config.options()."))) from None
 
 
@@ -265,7 +362,7 @@ def _validated(opt: Option, value: Any, source: str, fix: str) -> Any:
     except ValueError as err:
         raise ConfigError(message(
             f"invalid value for unijax option {opt.name!r} from {source}",
-            expected=str(err), got=repr(value), fix=fix)) from None
+            expected=str(err), got=shown(value), fix=fix)) from None
 
 
 def _lookup(name: str) -> tuple[Any, str, str]:
@@ -288,10 +385,10 @@ def _lookup(name: str) -> tuple[Any, str, str]:
         if rule == "env":
             value = _validated(opt, raw, f"the environment variable {where}",
                                f"Set {where} to a valid value or unset it.")
-            reason = f"{where}={raw} in the environment"
+            reason = f"{where}={shown(raw, quoted=False)} in the environment"
         else:
             value = _validated(opt, raw, where, f"Fix the value of {name!r} in {where}.")
-            reason = f"{name} = {raw!r} in {where}"
+            reason = f"{name} = {shown(raw)} in {where}"
         entry = (value, rule, reason)
     else:
         entry = (opt.default, "default", "the default")
@@ -325,8 +422,11 @@ def configured_backend() -> tuple[str, str, str] | None:
 
 
 def context_backend() -> str | None:
-    """The backend chosen by the innermost ``use_backend`` of this context, if any."""
-    return _backend_ctx.get()
+    """The backend chosen by the innermost ``use_backend`` in effect here, if any."""
+    name = _backend_ctx.get()
+    if name is None or name.__class__ is str:
+        return name
+    return name.effective()
 
 
 
@@ -336,8 +436,10 @@ def read(name: str) -> Any:
     Raises:
         ConfigError: ``name`` is not an option, or its source holds an invalid value.
     """
-    if name == "backend" and _backend_ctx.get() is not None:
-        return _backend_ctx.get()
+    if name == "backend":
+        chosen = context_backend()
+        if chosen is not None:
+            return chosen
     if name == "default_float_dtype" and _float_ctx.get() is not None:
         return _float_ctx.get()
     return _lookup(name)[0]

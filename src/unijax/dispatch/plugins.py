@@ -2,9 +2,15 @@
 
 Entry points of the group ``unijax.backends`` are read from package metadata (the entry
 point's name is the backend's name); a plugin module is imported only when its backend is
-first asked for, or when unijax first has to recognise an array type (then all allowed
-plugins load: they are tiny and import no array library). A plugin that fails to load
-leaves nothing behind: it is unregistered from pluggy and no backend is recorded.
+first asked for, or when unijax first has to recognise an array type that no loaded
+backend is named after (then all allowed plugins load: they are tiny and import no array
+library). Each plugin module is imported under a lock of its own, so a call on a loaded
+backend never waits for another plugin's import. A plugin that fails to load leaves
+nothing behind: it is unregistered from pluggy and no backend is recorded.
+
+A backend name declared by several installed distributions is reported (a
+``RuntimeWarning`` naming them): the built-in one is kept unless the ``plugins`` option
+picks another as ``name=distribution`` (see :func:`_pick`).
 """
 
 from __future__ import annotations
@@ -12,8 +18,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.util
+import re
 import threading
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterable
 from importlib import metadata
 from typing import Any
 
@@ -24,6 +32,7 @@ from unijax.dispatch import options
 from unijax.dispatch.backend import Backend
 from unijax.errors import (
     BackendUnavailableError,
+    ConfigError,
     PluginError,
     PluginValidationError,
     UnijaxError,
@@ -82,7 +91,12 @@ class PluginManager:
     def __init__(self) -> None:
         self._pm = pluggy.PluginManager(_hookspecs.PROJECT_NAME)
         self._pm.add_hookspecs(_hookspecs)
+        # _lock guards the registry and is held briefly; importing a plugin module (which
+        # may be slow) holds only that backend's own lock, so a call on a loaded backend
+        # never waits for another plugin to import.
         self._lock = threading.RLock()
+        self._name_locks: dict[str, threading.RLock] = {}
+        self._generation = 0  # bumped when a reload drops the entry-point backends
         self._eps: dict[str, metadata.EntryPoint] | None = None
         self._excluded: dict[str, metadata.EntryPoint] = {}
         self._backends: dict[str, Backend] = {}
@@ -101,13 +115,14 @@ class PluginManager:
             if self._eps is None:
                 allow = options.read("plugins")
                 no_autoload = options.read("disable_plugin_autoload")
+                names = None if allow is None else {a.partition("=")[0] for a in allow}
+                chosen = dict(a.split("=", 1) for a in allow or () if "=" in a)
                 eps: dict[str, metadata.EntryPoint] = {}
                 excluded: dict[str, metadata.EntryPoint] = {}
-                for ep in metadata.entry_points(group=GROUP):
-                    if ep.name in eps or ep.name in excluded:
-                        continue  # the first distribution on sys.path wins, like imports
-                    allowed = ep.name in allow if allow is not None else not no_autoload
-                    (eps if allowed else excluded)[ep.name] = ep
+                for name, candidates in _by_name(metadata.entry_points(group=GROUP)).items():
+                    ep = _pick(name, candidates, chosen.get(name))
+                    allowed = name in names if names is not None else not no_autoload
+                    (eps if allowed else excluded)[name] = ep
                 self._excluded = excluded
                 self._eps = eps
             return self._eps
@@ -131,42 +146,65 @@ class PluginManager:
         """
         backend = self._backends.get(name)
         if backend is None:
-            with self._lock:
-                backend = self._backends.get(name)
-                if backend is None:
-                    ep = self.entry_points().get(name)
-                    if ep is None:
-                        raise self._unknown(name, source)
-                    backend = self._load_entry_point(name, ep)
+            backend = self._load_named(name, source)
         if require_available and not backend.available:
             missing = [m for m in backend.requires if importlib.util.find_spec(m) is None]
-            err = BackendUnavailableError(message(
-                f"unijax backend {name!r} needs {', '.join(missing)}, which is not installed",
-                fix=f"Install it with: {backend.install_hint}"))
+            if missing:
+                err = BackendUnavailableError(message(
+                    f"unijax backend {name!r} needs {', '.join(missing)}, which is not "
+                    "installed", fix=f"Install it with: {backend.install_hint}"))
+            else:  # installed, but it cannot compute here (e.g. no GPU)
+                err = BackendUnavailableError(message(
+                    f"unijax backend {name!r} is installed but cannot compute here: "
+                    f"{backend.unusable}",
+                    fix="Run it where it can (see `unijax info`), or choose another "
+                        "backend"))
             err.install_hint = backend.install_hint  # type: ignore[attr-defined]
             raise err
         return backend
 
     def _unknown(self, name: str, source: str | None) -> UnknownBackendError:
-        where = f" (from {source})" if source else ""
+        # ``name`` and ``source`` echo the user's input: shown cut to a readable length.
+        where = f" (from {options.shown(source, 2 * options.ECHO_LIMIT, quoted=False)})" \
+            if source else ""
         if name in self._excluded:
             return UnknownBackendError(message(
                 f"unijax backend {name!r}{where} is installed but not allowed",
-                got=f"plugins={options.read('plugins')!r}, disable_plugin_autoload="
-                    f"{options.read('disable_plugin_autoload')!r}",
+                got=f"plugins={options.shown(options.read('plugins'))}, "
+                    f"disable_plugin_autoload={options.read('disable_plugin_autoload')!r}",
                 fix=f"Add {name!r} to UNIJAX_PLUGINS (or the 'plugins' option)."))
         installed = self.installed()
-        close = difflib.get_close_matches(name, installed, n=1)
+        close = difflib.get_close_matches(name[:100], installed, n=1)
         hint = f"Did you mean {close[0]!r}? " if close else ""
         return UnknownBackendError(message(
-            f"unijax has no backend named {name!r}{where}",
+            f"unijax has no backend named {options.shown(name)}{where}",
             expected=f"one of the installed backends: {', '.join(installed) or 'none'}",
             fix=f"{hint}Install a plugin that provides it, or fix the name."))
 
-    def _load_entry_point(self, name: str, ep: metadata.EntryPoint) -> Backend:
+    def _load_named(self, name: str, source: str | None) -> Backend:
+        """Load the entry point ``name`` under its own lock (one import per name)."""
+        with self._lock:
+            lock = self._name_locks.setdefault(name, threading.RLock())
+        with lock:
+            while True:
+                backend = self._backends.get(name)
+                if backend is not None:
+                    return backend
+                generation = self._generation
+                ep = self.entry_points().get(name)
+                if ep is None:
+                    raise self._unknown(name, source)
+                plugin = self._import_entry_point(name, ep)
+                with self._lock:
+                    # A reload while the module imported may have changed the allow-list:
+                    # look the name up again rather than register what is now excluded.
+                    if generation == self._generation:
+                        return self.register(plugin, name, expected=name, origin=ep.value)
+
+    def _import_entry_point(self, name: str, ep: metadata.EntryPoint) -> Any:
         origin = f"entry point {name} = {ep.value}"
         try:
-            plugin = ep.load()
+            return ep.load()
         except (Exception, SystemExit) as err:
             # SystemExit too: a plugin that calls sys.exit() while it is imported is a
             # broken plugin, and must not end the program that merely asked for a backend.
@@ -175,7 +213,6 @@ class PluginManager:
                 got=f"{type(err).__name__}: {err}",
                 fix="Fix or uninstall the plugin, or leave it out with UNIJAX_PLUGINS.")
             ) from err
-        return self.register(plugin, name, expected=name, origin=ep.value)
 
     def register(self, plugin: Any, plugin_name: str, *, expected: str | None = None,
                  origin: str | None = None) -> Backend:
@@ -243,7 +280,7 @@ class PluginManager:
             return fn(*args)
         except UnijaxError:
             raise
-        except (Exception, SystemExit) as err:  # see _load_entry_point for SystemExit
+        except (Exception, SystemExit) as err:  # see _import_entry_point for SystemExit
             raise PluginError(message(f"{who}: hook {hook} raised",
                                       got=f"{type(err).__name__}: {err}",
                                       fix="Fix the plugin or leave it out with "
@@ -270,14 +307,18 @@ class PluginManager:
         """Load every allowed plugin; failures are remembered for ``list_backends``."""
         if self._all_loaded:
             return
+        generation = self._generation
+        for name in list(self.entry_points()):
+            if name not in self._backends and name not in self._failures:
+                try:
+                    self._load_named(name, None)
+                except UnijaxError as err:
+                    with self._lock:
+                        if generation == self._generation:
+                            self._failures[name] = f"{type(err).__name__}: {err}"
         with self._lock:
-            for name, ep in self.entry_points().items():
-                if name not in self._backends and name not in self._failures:
-                    try:
-                        self._load_entry_point(name, ep)
-                    except UnijaxError as err:
-                        self._failures[name] = f"{type(err).__name__}: {err}"
-            self._all_loaded = True
+            if generation == self._generation:
+                self._all_loaded = True
 
     def backend_for_type(self, tp: type) -> Backend | None:
         """The backend whose ``array_modules`` holds ``tp``'s top-level module."""
@@ -285,18 +326,28 @@ class PluginManager:
             return self._types[tp]
         except KeyError:
             pass
-        # Under the lock from loading to caching: forget_entry_points (every config
-        # reload) empties the backends, and an answer computed across it would cache
-        # None as the owner of NumPy's arrays until the next change.
-        with self._lock:
-            self.load_all()
-            root = (getattr(tp, "__module__", None) or "").partition(".")[0]
-            owners = [b for b in self._backends.values() if root in b.array_modules]
-            # Where plugins overlap, the backend named like the module is the natural owner.
-            owners.sort(key=lambda b: b.name != root)
-            found = owners[0] if owners else None
-            self._types[tp] = found
-        return found
+        root = (getattr(tp, "__module__", None) or "").partition(".")[0]
+        for _ in range(8):
+            # A loaded backend named like the module that claims it is the owner whatever
+            # else is installed (see _owner): no other plugin needs to load.
+            named = self._backends.get(root)
+            if named is None or root not in named.array_modules:
+                named = None
+                self.load_all()
+            with self._lock:
+                # The answer is cached only if no reload (which drops the backends loaded
+                # from entry points) came between loading and now; else look again.
+                if (self._all_loaded if named is None else self._backends.get(root) is named):
+                    found = self._owner(root)
+                    self._types[tp] = found
+                    return found
+        return self._owner(root)  # reloads without end: answer, but cache nothing
+
+    def _owner(self, root: str) -> Backend | None:
+        owners = [b for b in self._backends.values() if root in b.array_modules]
+        # Where plugins overlap, the backend named like the module is the natural owner.
+        owners.sort(key=lambda b: b.name != root)
+        return owners[0] if owners else None
 
     def forget_entry_points(self) -> None:
         """Re-read the allow-list: drop every backend that came from an entry point."""
@@ -311,6 +362,7 @@ class PluginManager:
             self._failures.clear()
             self._types.clear()
             self._all_loaded = False
+            self._generation += 1
         _notify()
 
     def list_backends(self) -> list[PluginInfo]:
@@ -333,6 +385,73 @@ class PluginManager:
             backend = self._backends[name]
             infos.append(PluginInfo(name, backend.plugin, None, True, backend))
         return infos
+
+
+# --- entry points of one name from several distributions -------------------------------------
+
+#: The distribution that ships the built-in backends.
+BUILTIN_DISTRIBUTION = "unijax"
+
+
+def _dist(ep: metadata.EntryPoint) -> str:
+    """The normalised name of the distribution declaring ``ep`` (PEP 503)."""
+    name = ep.dist.name if ep.dist is not None else ""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _dist_label(ep: metadata.EntryPoint) -> str:
+    return f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else f"{ep.value!r}"
+
+
+def _by_name(found: Iterable[metadata.EntryPoint]) -> dict[str, list[metadata.EntryPoint]]:
+    """Entry points by name, one per distribution (a distribution found twice on
+    ``sys.path``, say installed and in a build folder, is one)."""
+    out: dict[str, list[metadata.EntryPoint]] = {}
+    for ep in found:
+        same = out.setdefault(ep.name, [])
+        if all(_dist(other) != _dist(ep) for other in same):
+            same.append(ep)
+    return out
+
+
+def _pick(name: str, candidates: list[metadata.EntryPoint],
+          chosen: str | None) -> metadata.EntryPoint:
+    """The entry point that provides backend ``name``.
+
+    Several distributions may declare one name. The user decides with the ``plugins``
+    option (``"name=distribution"``); otherwise a built-in backend stays built in, and
+    between third parties the first on ``sys.path`` wins, as imports do. Either way the
+    ones left out are reported, since installing a package must not swap a backend
+    silently.
+
+    Raises:
+        ConfigError: ``chosen`` names a distribution that declares no backend ``name``.
+    """
+    if chosen is not None:
+        for ep in candidates:
+            if _dist(ep) == re.sub(r"[-_.]+", "-", chosen).lower():
+                return ep
+        raise ConfigError(message(
+            f"the unijax option 'plugins' picks backend {name!r} from distribution "
+            f"{options.shown(chosen)}, which declares no such backend",
+            expected=f"one of: {', '.join(_dist_label(ep) for ep in candidates)}",
+            got=f"{name}={options.shown(chosen, quoted=False)}",
+            fix=f"Name an installed distribution that provides {name!r}, or write just "
+                f"{name!r}."))
+    builtin = [ep for ep in candidates if _dist(ep) == BUILTIN_DISTRIBUTION]
+    used = builtin[0] if builtin else candidates[0]
+    others = [ep for ep in candidates if ep is not used]
+    if others:
+        kind = "the built-in one" if builtin else "the first on sys.path"
+        warnings.warn(
+            f"unijax backend {name!r} is provided by {len(candidates)} installed "
+            f"distributions: {_dist_label(used)} ({used.value}) is used, as {kind}; "
+            f"{', '.join(f'{_dist_label(ep)} ({ep.value})' for ep in others)} is ignored. "
+            f"To use another, name it in the 'plugins' option, e.g. UNIJAX_PLUGINS="
+            f"'{name}={others[0].dist.name if others[0].dist else ''}' (with every other "
+            "backend you use), or uninstall the one you do not want.",
+            RuntimeWarning, stacklevel=2)
+    return used
 
 
 # --- the process-wide manager ---------------------------------------------------------------

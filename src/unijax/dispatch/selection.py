@@ -11,6 +11,7 @@ few dictionary look-ups and a loop over the top-level arguments: no tree flatten
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 from collections.abc import Iterable
@@ -21,11 +22,13 @@ from unijax.dispatch import plugins as _plugins
 from unijax.dispatch.backend import LOADING as _LOADING
 from unijax.dispatch.backend import Backend, load_for_call, wait_for_loads
 from unijax.errors import DeviceTransferError, MixedBackendError, message
-from unijax.tree_util import tree_leaves, tree_map
+from unijax.tree_util import tree_flatten, tree_leaves, tree_map, tree_unflatten
 
 __all__ = [
     "BackendExplanation",
     "asarray",
+    "backend_scope",
+    "block_until_ready",
     "current_backend",
     "explain_backend",
     "leaves_taken",
@@ -112,10 +115,10 @@ def resolve_backend(explicit: str | None = None, leaves: Iterable[Any] = ()) -> 
         'numpy'
     """
     if explicit is not None:
-        return _entry(explicit, f"backend={explicit!r}")[0]
-    name = _config._backend_ctx.get()
+        return _entry(explicit, f"backend={_config.shown(explicit)}")[0]
+    name = _config.context_backend()
     if name is not None:
-        return _entry(name, f"use_backend({name!r})")[0]
+        return _entry(name, f"use_backend({_config.shown(name)})")[0]
     configured = _config.configured_backend()
     if configured is not None:
         return _entry(configured[0], configured[2])[0]
@@ -211,6 +214,8 @@ def prepare_call(args: tuple[Any, ...], explicit: str | None = None,
         name = _config._backend_ctx.get()
         if name is None:
             name = (_config._resolved.get("backend") or _config._lookup("backend"))[0]
+        elif name.__class__ is not str:  # a choice made in a generator (GeneratorChoice)
+            return _prepare_slow(args, explicit, api)
     if name is not None:
         cached = _by_name.get(name)
         if cached is not None and leaves_taken(args, cached[1]):
@@ -294,12 +299,13 @@ def _convert(x: Any, source: Backend, target: Backend, api: str, *, explicit: bo
                 f"backend={source.name!r}."))
     xp = target.namespace
     try:
-        if src_kind != dst_kind or device is not None:
-            host = source.extras.get("to_host", _to_numpy)(x)
-            kwargs = {} if device is None else {"device": _device(target, device)}
-            out = xp.asarray(host, **kwargs)
-        else:
-            out = _same_device(x, source, target, xp)
+        with backend_scope(target):
+            if src_kind != dst_kind or device is not None:
+                host = source.extras.get("to_host", _to_numpy)(x)
+                kwargs = {} if device is None else {"device": _device(target, device)}
+                out = xp.asarray(host, **kwargs)
+            else:
+                out = _same_device(x, source, target, xp)
     except Exception as err:
         raise MixedBackendError(message(
             f"{api}: cannot convert a {source.name} array to backend {target.name!r}",
@@ -311,6 +317,16 @@ def _convert(x: Any, source: Backend, target: Backend, api: str, *, explicit: bo
             f"{target.name!r} would change it to {_dtype_name(out)}",
             fix=f"Pass backend={source.name!r}, or cast it yourself first."))
     return out
+
+
+def backend_scope(backend: Backend) -> contextlib.AbstractContextManager[Any]:
+    """The context unijax computes with ``backend``'s arrays in: its ``scope`` extra.
+
+    JAX's float64 needs its x64 mode, entered per call and per thread rather than
+    switched on globally; most backends have no scope.
+    """
+    scope = backend.extras.get("scope")
+    return scope() if scope is not None else contextlib.nullcontext()
 
 
 def _same_device(x: Any, source: Backend, target: Backend, xp: Any) -> Any:
@@ -381,10 +397,10 @@ def explain_backend(*args: Any, backend: str | None = None) -> BackendExplanatio
         >>> print(explain_backend(np.ones(3), backend="numpy"))
         backend 'numpy', chosen by rule 'argument': backend='numpy' was passed
     """
-    ctx = _config._backend_ctx.get()
+    ctx = _config.context_backend()
     configured = _config.configured_backend()
     if backend is not None:
-        name, rule, reason = backend, "argument", f"backend={backend!r} was passed"
+        name, rule, reason = backend, "argument", f"backend={_config.shown(backend)} was passed"
     elif ctx is not None:
         name, rule, reason = ctx, "context", f"inside unijax.use_backend({ctx!r})"
     elif configured is not None:
@@ -454,15 +470,16 @@ def asarray(obj: Any, dtype: Any = None, device: Any = None,
     if source is not None and source is not chosen and not _accepts(chosen, type(obj)):
         obj = _convert(obj, source, chosen, "unijax.asarray", explicit=device is not None,
                        device=device)
-    out = xp.asarray(obj, dtype=dtype, **kwargs)
-    if dtype is None and not hasattr(obj, "dtype"):
-        policy = _config.default_float_dtype()
-        if xp.isdtype(out.dtype, "real floating") and _dtype_name(out) != policy:
-            out = xp.astype(out, getattr(xp, policy))
-        elif xp.isdtype(out.dtype, "complex floating"):
-            want = "complex128" if policy == "float64" else "complex64"
-            if _dtype_name(out) != want:
-                out = xp.astype(out, getattr(xp, want))
+    with backend_scope(chosen):
+        out = xp.asarray(obj, dtype=dtype, **kwargs)
+        if dtype is None and not hasattr(obj, "dtype"):
+            policy = _config.default_float_dtype()
+            if xp.isdtype(out.dtype, "real floating") and _dtype_name(out) != policy:
+                out = xp.astype(out, getattr(xp, policy))
+            elif xp.isdtype(out.dtype, "complex floating"):
+                want = "complex128" if policy == "float64" else "complex64"
+                if _dtype_name(out) != want:
+                    out = xp.astype(out, getattr(xp, want))
     return out
 
 
@@ -486,7 +503,7 @@ def to_backend(x: Any, name: str, device: Any = None) -> Any:
         >>> out["n"], out["w"].shape
         (3, (2,))
     """
-    target = _entry(name, f"to_backend(x, {name!r})")[0]
+    target = _entry(name, f"to_backend(x, {_config.shown(name)})")[0]
     api = f"unijax.to_backend(x, {name!r})"
 
     def convert(leaf: Any) -> Any:
@@ -503,3 +520,49 @@ def to_backend(x: Any, name: str, device: Any = None) -> Any:
         return _convert(leaf, source, target, api, explicit=True, device=device)
 
     return tree_map(convert, x)
+
+
+def block_until_ready(x: Any) -> Any:
+    """Wait until every array in the pytree ``x`` is computed, and return the tree.
+
+    What "computed" means is the backend's: JAX waits for its asynchronous dispatch
+    (``jax.block_until_ready``); Dask computes the chunks and keeps them in memory
+    (``dask.persist``), so a training loop's next step starts from data instead of
+    from the whole history of the previous steps; eager libraries (NumPy, Autograd,
+    array-api-strict, PyTorch on the CPU) return their arrays as they are. A backend
+    provides this as ``extras["block_until_ready"]``: a function from a list of its own
+    arrays to the list of them ready.
+
+    Use the returned tree: on Dask its arrays are new objects that hold the results.
+
+    Args:
+        x: A pytree; leaves that are not arrays are returned unchanged.
+
+    Returns:
+        ``x``, with each array ready (the same objects where nothing had to be done).
+
+    Example:
+        >>> import numpy as np
+        >>> params = {"w": np.ones(2), "step": 3}
+        >>> block_until_ready(params) is params  # NumPy is eager: nothing to wait for
+        True
+    """
+    leaves, treedef = tree_flatten(x)
+    groups: dict[int, tuple[Any, list[int]]] = {}
+    for i, leaf in enumerate(leaves):
+        tp = type(leaf)
+        if tp in _SCALARS:
+            continue
+        backend = _owner_of(tp)
+        ready = None if backend is None else backend.extras.get("block_until_ready")
+        if ready is not None:
+            groups.setdefault(id(ready), (ready, []))[1].append(i)
+    if not groups:
+        return x
+    out = list(leaves)
+    for ready, where in groups.values():
+        # One call per backend, so Dask computes every array's graph at once, sharing
+        # what the arrays have in common.
+        for i, value in zip(where, ready([leaves[i] for i in where]), strict=True):
+            out[i] = value
+    return tree_unflatten(treedef, out)

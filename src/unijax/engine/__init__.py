@@ -10,4 +10,6 @@ tracers read (``core.API_FUNCTIONS``, ``core.TRACER_METHODS``) are full before a
 tracer exists.
 """
 
+from unijax.engine import protocols_numpy as protocols_numpy
+from unijax.engine import protocols_torch as protocols_torch
 from unijax.engine import rules as rules

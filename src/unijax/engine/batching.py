@@ -62,6 +62,9 @@ class BatchTracer(Tracer):
             return xp.zeros(self.shape, dtype=value.dtype)
         return value[(slice(None),) * self.bdim + (0, ...)]
 
+    def _is_constant(self) -> bool:
+        return self.bdim is None
+
     def _concrete(self, what: str) -> Any:
         if self.bdim is None:
             return super()._concrete(what)
@@ -69,7 +72,9 @@ class BatchTracer(Tracer):
             message(
                 f"{what}() of a value that varies across a vmap batch has no single answer",
                 fix="Express the branch with xp.where(cond, a, b), or move the Python control "
-                "flow outside the vmapped function.",
+                "flow outside the vmapped function. (Writing the value into a NumPy array, "
+                "x[i] = value with x = np.zeros(...), asks for it too: make x with the "
+                "value's namespace, xp = array_namespace(value), so the write is traced.)",
             )
         )
 

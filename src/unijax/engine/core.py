@@ -22,20 +22,23 @@ backend plugin decides which namespace computes on its arrays).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import operator
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from unijax._dtypes import is_inexact
 from unijax.errors import (
+    BatchingError,
     ConcretizationError,
     DeviceTransferError,
     NonStandardAttributeError,
     ShapeError,
     UnexpectedTracerError,
+    UnsupportedTransformError,
     message,
 )
 
@@ -101,7 +104,8 @@ API_FUNCTIONS: dict[str, Callable[..., Any]] = {}
 #: Functions that need the concrete namespace: ``fn(xp, *args, **kwargs)`` (``zeros``).
 CREATION_FUNCTIONS: dict[str, Callable[..., Any]] = {}
 #: The array object's methods implemented above the core: ``"getitem"``, ``"setitem"``
-#: (``engine.rules.indexing``) and ``"namespace"`` (``engine.namespace``).
+#: (``engine.rules.indexing``), ``"namespace"`` (``engine.namespace``) and NumPy's and
+#: torch's dispatch protocols (``engine.protocols_numpy``, ``engine.protocols_torch``).
 TRACER_METHODS: dict[str, Callable[..., Any]] = {}
 
 _level_counter = itertools.count(1)
@@ -121,8 +125,28 @@ def tracing() -> bool:
     """Whether a transform is running in this thread (a trace exists and is unfinished).
 
     Control flow uses it to run plainly on concrete values outside every transform.
+    Traces hidden by :func:`outside_traces` do not count.
     """
-    return bool(_open())
+    floor = getattr(_open_traces, "floor", 0)
+    return any(t.level > floor for t in _open())
+
+
+@contextlib.contextmanager
+def outside_traces() -> Iterator[None]:
+    """Run code as if none of the traces open now were running.
+
+    An interpreter applies a custom rule's functions to the values one level down, which
+    inside an eager ``grad`` are plain arrays: for that code the values are concrete, as
+    outside every transform, and control flow may run as Python loops over them.
+    Transforms started inside still count.
+    """
+    previous = getattr(_open_traces, "floor", 0)
+    # Every trace open now has a lower level than the counter's next value.
+    _open_traces.floor = next(_level_counter)
+    try:
+        yield
+    finally:
+        _open_traces.floor = previous
 
 
 class Primitive:
@@ -434,6 +458,17 @@ def example_value(x: Any) -> Any:
 # --- tracers ------------------------------------------------------------------------------
 
 
+class _OnTypeOnly:
+    """A class attribute that is ``fn`` when looked up on the class and ``None`` on an
+    instance (see ``Tracer.__array_ufunc__``)."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __get__(self, obj: Any, cls: Any = None) -> Any:
+        return self.fn if obj is None else None
+
+
 class Tracer:
     """A value seen by a transform; implements the Array API array object.
 
@@ -446,10 +481,25 @@ class Tracer:
     _trace: Trace
     #: How code outside the engine (backend selection) recognises a tracer's type.
     __unijax_tracer__ = True
-    # NumPy and CuPy arrays return NotImplemented for ``array * tracer``, so Python calls
-    # the tracer's reflected operator.
-    __array_ufunc__ = None
     __array_priority__ = 1000
+
+    # NumPy's and torch's dispatch protocols: np.sin(tracer) and torch.sin(tracer) call the
+    # traced namespace's function (engine.protocols_numpy, engine.protocols_torch).
+    # NumPy looks __array_ufunc__ up on the type (NEP 13) and finds the method; libraries
+    # that ask the instance whether it opts out of ufuncs (CuPy's and dask's operators)
+    # see None, and so defer ``array * tracer`` to the tracer's reflected operator.
+    def _array_ufunc(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        return TRACER_METHODS["array_ufunc"](self, ufunc, method, *inputs, **kwargs)
+
+    __array_ufunc__ = _OnTypeOnly(_array_ufunc)
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        return TRACER_METHODS["array_function"](self, func, types, args, kwargs)
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: Any = (),
+                           kwargs: Any = None) -> Any:
+        return TRACER_METHODS["torch_function"](func, types, args, kwargs)
 
     def _primal(self) -> Any:
         raise NotImplementedError
@@ -467,6 +517,16 @@ class Tracer:
     def _differentiated(self) -> bool:
         """Whether this value carries a derivative (overridden by the AD tracers)."""
         return False
+
+    def _is_constant(self) -> bool:
+        """Whether this value is a constant of its own trace: the same whatever the values
+        of the inputs the trace transforms.
+
+        For the AD tracers that is a value without a derivative (its primal may still be
+        a tracer of an enclosing transform, which answers for its own level); ``vmap``
+        and ``jit`` tracers override it (an unbatched value, a staged constant).
+        """
+        return not self._differentiated()
 
     def _number(self, what: str) -> Any:
         """The concrete value for ``float()`` or ``complex()``.
@@ -594,15 +654,44 @@ class Tracer:
         for i in range(len(self)):
             yield self[i]
 
-    def __array__(self, *args: Any, **kwargs: Any) -> Any:
-        raise ConcretizationError(
-            message(
-                "A traced array was converted to a NumPy array (np.asarray or similar) "
-                "inside a unijax transform",
-                fix="Use the namespace of the input, xp = array_namespace(x), instead of "
-                "numpy functions inside transformed code.",
-            )
-        )
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> Any:
+        """The value as a NumPy array, for a constant of every enclosing transform.
+
+        A value that depends on no input of any transform it is traced by (an argument
+        that is not differentiated, an array made inside the function from constants) is
+        the same on every call, so NumPy may have it, as JAX gives NumPy its concrete
+        values. Anything else raises: its NumPy copy would silently lose the derivative,
+        the batch, or the dependence of a compiled program on its inputs. The array is
+        read-only unless ``copy=True``: writing to it could change the transform's own
+        value.
+
+        Raises:
+            ConcretizationError: The value depends on an input of a transform.
+        """
+        value: Any = self
+        while isinstance(value, Tracer):
+            if value._trace.finished:
+                raise escaped_tracer_error(value._trace)
+            if not value._is_constant():
+                raise ConcretizationError(message(
+                    "A traced array was converted to a NumPy array (np.asarray or "
+                    "similar) inside a unijax transform, but its value "
+                    f"depends on an input of {value._trace.kind}: the NumPy array would "
+                    "silently drop that dependence (the derivative, the batch, or the "
+                    "compiled program's input)",
+                    fix="Use the namespace of the input, xp = array_namespace(x), instead "
+                        "of numpy functions inside transformed code.",
+                ))
+            value = value._primal()
+        # Imported on use: importing unijax loads no array library. NumPy asked for the
+        # array, so it is loaded already.
+        import numpy as np
+
+        if copy:
+            return np.array(value, dtype=dtype, copy=True)
+        out = np.asarray(value, dtype=dtype).view()
+        out.flags.writeable = False
+        return out
 
     def __repr__(self) -> str:
         shape = ",".join(str(d) for d in self.shape)
@@ -622,13 +711,19 @@ class Tracer:
         if not isinstance(new, Tracer) or new._trace.level < self._trace.level:
             new = self._trace.pure(new)
         elif new._trace is not self._trace:
-            raise TypeError(
-                message("x[...] = value cannot update x in place here",
-                        expected="a value traced no deeper than x",
-                        got=f"a value from a transform nested inside x's ({type(new).__name__})",
-                        fix="Use the functional form: y = xp.where(mask, value, x), "
-                        "or unijax's at-style helpers.")
-            )
+            # x was made outside a transform that the value is traced by (an array of the
+            # enclosing function written to inside a vmapped or differentiated one): x
+            # would need a batch axis or a derivative that the code outside never sees.
+            batched = new._trace.kind == "vmap"
+            raise (BatchingError if batched else UnsupportedTransformError)(message(
+                "x[...] = value cannot update x in place: x was made outside the "
+                f"{new._trace.kind} transform that the value is traced by, so x would "
+                + ("vary across its batch outside it" if batched
+                   else "hold a value of that transform after it ends"),
+                expected="a value traced no deeper than x",
+                got=f"a value from a transform nested inside x's ({type(new).__name__})",
+                fix="Make x inside the transformed function (xp.zeros(...) there), or "
+                    "return the value and write it outside: y = xp.where(mask, value, x)."))
         for slot in _all_slots(type(self)):
             setattr(self, slot, getattr(new, slot))
 
@@ -651,7 +746,36 @@ def _all_slots(cls: type) -> list[str]:
 def _concrete_of(value: Any, what: str) -> Any:
     if isinstance(value, Tracer):
         return value._concrete(what)
+    if what == "bool" and type(value) not in SCALAR_TYPES and _is_lazy_type(value):
+        raise ConcretizationError(message(
+            "bool() of a traced value whose array is lazy "
+            f"({type(value).__module__}.{type(value).__qualname__}): its truth would "
+            "compute the whole graph behind it while the transform traces",
+            fix="Select without Python control flow (xp.where, unijax.lax.cond), or compute "
+                "the value explicitly outside the transform."))
     return value
+
+
+_LAZY_BY_TYPE: dict[type, bool] = {}
+
+
+def _is_lazy_type(value: Any) -> bool:
+    """Whether ``value``'s namespace declares its arrays lazy (``__unijax_lazy__``, set by
+    backends such as Dask whose ``bool()`` runs the deferred work). Cached per type.
+
+    A traced lazy value refuses ``bool()``: that is also how array_api_compat's
+    ``is_lazy_array`` probes an unknown array type, so library code takes its lazy-safe
+    path (no data-dependent shapes) on such tracers, as on the arrays themselves.
+    """
+    tp = type(value)
+    lazy = _LAZY_BY_TYPE.get(tp)
+    if lazy is None:
+        try:
+            lazy = bool(getattr(namespace_for_value(value), "__unijax_lazy__", False))
+        except TypeError:  # not an array of any namespace: nothing deferred to run
+            lazy = False
+        _LAZY_BY_TYPE[tp] = lazy
+    return lazy
 
 
 # Operators are the hot path of eager differentiation: each is one frame plus the call.

@@ -14,9 +14,9 @@ from typing import Any
 from unijax import tree_util
 from unijax._validate import fun_name
 from unijax.engine.batching import move_bdim, vmap_flat
-from unijax.engine.core import top_trace
+from unijax.engine.core import Tracer, example_value, outside_traces, top_trace, tracing
 from unijax.engine.namespace import array_functions
-from unijax.errors import message
+from unijax.errors import CustomRuleError, message
 
 __all__ = ["JVPCall", "VJPCall", "custom_jvp_call", "custom_vjp_call"]
 
@@ -128,6 +128,29 @@ class JVPCall(_FlatCall):
         return JVPCall(self.name, fun, jvp)
 
 
+def _is_none(x: Any) -> bool:
+    return x is None
+
+
+def _on_concrete(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn``, run outside the transforms now open when it is called on concrete values.
+
+    The interpreters apply a custom rule's functions to the values one level down, which
+    inside an eager ``grad`` are plain arrays. For that code the values are concrete, as
+    outside every transform: a ``unijax.lax`` construct in it runs as a Python loop over
+    them (as it does eagerly) instead of staging its body, which code that took its
+    namespace from a plain array (``xp = array_namespace(x)``) could not compute on.
+    """
+
+    def run(*args: Any) -> Any:
+        if not tracing() or any(isinstance(x, Tracer) for x in tree_util.tree_leaves(args)):
+            return fn(*args)
+        with outside_traces():
+            return fn(*args)
+
+    return run
+
+
 def _static_split(
     args: tuple[Any, ...], nondiff: tuple[int, ...]
 ) -> tuple[tuple[Any, ...], list[Any], Any, Callable[[list[Any]], tuple[Any, ...]]]:
@@ -167,20 +190,28 @@ def custom_vjp_call(fun: Callable[..., Any], fwd_user: Callable[..., Any],
         in_cts = bwd_user(*statics, res, ct_tree)
         dynamic_args = tuple(a for i, a in enumerate(args) if i not in nondiff_argnums)
         if not isinstance(in_cts, tuple) or len(in_cts) != len(dynamic_args):
-            raise TypeError(
+            raise CustomRuleError(
                 message(f"custom_vjp bwd of {fun_name(fun)} must return a tuple with one "
                         "cotangent per differentiable argument",
                         expected=f"a tuple of length {len(dynamic_args)}",
                         got=repr(type(in_cts).__name__),
                         fix="Return (ct_x,) even for a single argument; None means zero.")
             )
-        filled = tuple(
-            tree_util.tree_map(lambda a: array_functions.zeros_like(a), arg) if ct is None else ct
-            for ct, arg in zip(in_cts, dynamic_args, strict=True)
-        )
-        return tree_util.tree_leaves(filled)
+        leaves: list[Any] = []
+        for ct, arg in zip(in_cts, dynamic_args, strict=True):
+            arg_leaves = tree_util.tree_leaves(arg)
+            # None stands for the zero cotangent of an argument or of any subtree of one.
+            matched = [None] * len(arg_leaves) if ct is None else \
+                tree_util.broadcast_prefix(ct, arg, is_leaf=_is_none)
+            # A zero of the argument's shape and dtype as the rule sees it, made from a
+            # concrete example: the argument itself may be a tracer of a trace that has
+            # finished by the time the backward pass runs.
+            leaves += [array_functions.zeros_like(example_value(a)) if c is None else c
+                       for c, a in zip(matched, arg_leaves, strict=True)]
+        return leaves
 
-    call = VJPCall(fun_name(fun), flat_fun, flat_fwd, flat_bwd)
+    call = VJPCall(fun_name(fun), _on_concrete(flat_fun), _on_concrete(flat_fwd),
+                   _on_concrete(flat_bwd))
     outs = call.bind_fun(leaves)
     return tree_util.tree_unflatten(trees["out"], list(outs))
 
@@ -209,6 +240,6 @@ def custom_jvp_call(fun: Callable[..., Any], rule: Callable[..., Any],
         out_leaves, trees["out"] = tree_util.tree_flatten(out)
         return out_leaves, tree_util.tree_leaves(t_out)
 
-    call = JVPCall(fun_name(fun), flat_fun, flat_jvp)
+    call = JVPCall(fun_name(fun), _on_concrete(flat_fun), _on_concrete(flat_jvp))
     outs = call.bind_fun(leaves)
     return tree_util.tree_unflatten(trees["out"], list(outs))

@@ -113,6 +113,7 @@ class Literal:
 
 
 Atom = Var | Literal
+"""An operand of an equation: a variable of the program or a literal constant."""
 
 
 class Equation:

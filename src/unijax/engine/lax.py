@@ -31,6 +31,7 @@ __all__ = [
     "check_predicate",
     "checkpoint",
     "fori_loop",
+    "promoted_carry",
     "scan",
     "scan_pair",
     "switch",
@@ -88,6 +89,34 @@ def _kind_accepts(kind: str, scalar: Any) -> bool:
     return kind == "complex floating"
 
 
+def promoted_carry(given: Sequence[Any], carry: Sequence[Any], outs: Sequence[Any],
+                   asarray: Callable[..., Any]) -> list[Any] | None:
+    """The carry after JAX's promotion of weakly typed leaves, or ``None`` if none changes.
+
+    A leaf ``given`` as a Python scalar is weakly typed: when the body returns a 0-d array
+    of another dtype of a kind that holds the scalar (an ``int`` carry, a float body), the
+    leaf becomes ``asarray(scalar, dtype=that dtype)`` and the loop starts again from it.
+
+    Args:
+        given: The initial carry's leaves, as the caller gave them.
+        carry: Those leaves as arrays (the carry the body was first given).
+        outs: The leaves the body returned for that carry.
+        asarray: Makes an array of a Python scalar: ``asarray(value, dtype=...)``.
+    """
+    changed = False
+    new = list(carry)
+    for i, (g, c, o) in enumerate(zip(given, carry, outs, strict=False)):
+        if not isinstance(g, _SCALARS) or not hasattr(o, "dtype") or tuple(o.shape) != ():
+            continue
+        if not _kind_accepts(dtype_kind(o.dtype), g):
+            continue
+        if hasattr(c, "dtype") and dtype_name(c.dtype) == dtype_name(o.dtype):
+            continue
+        new[i] = asarray(g, dtype=o.dtype)
+        changed = True
+    return new if changed else None
+
+
 def check_predicate(pred: Any, cond_fun: Callable[..., Any]) -> Any:
     """``pred`` if it is a boolean scalar (a Python bool or a 0-d array), else a clear error."""
     if isinstance(pred, bool):
@@ -122,6 +151,11 @@ def _to_array(value: Any, xp: Any, like: Any = None) -> Any:
         return value
     if like is not None and hasattr(like, "dtype"):
         return xp.asarray(value, dtype=like.dtype)
+    if isinstance(value, bool | int):
+        # A Python int is a weakly typed integer, as in JAX: it starts as the namespace's
+        # default integer (a float would round a count past 2**53, and an index taken
+        # from it would not index), and takes a float body's dtype by promotion.
+        return xp.asarray(value)
     return as_array(value, xp)
 
 
@@ -145,6 +179,28 @@ def _adopt_output_types(given: Sequence[Any], init: list[Any], outs: Sequence[An
             init[i] = xp.asarray(g, dtype=out.dtype)
             changed = True
     return changed
+
+
+def _staged_weakly(stage: Callable[[], Any], given: Sequence[Any], init: list[Any],
+                   xp: Any) -> Any:
+    """``stage()``; if it fails and a leaf of ``init`` (a carry, or a branch's operands) was
+    ``given`` as a Python int, once more with those leaves as the default float dtype. In
+    a namespace without mixed-kind promotion (array-api-strict), ``int64 + float64``
+    fails where JAX's weakly typed int takes the float's dtype: the float is what JAX
+    would run the body with."""
+    try:
+        return stage()
+    except Exception as err:
+        ints = [i for i, g in enumerate(given)
+                if isinstance(g, int) and not isinstance(g, bool)]
+        if not ints:
+            raise
+        for i in ints:
+            init[i] = as_array(given[i], xp)
+        try:
+            return stage()
+        except Exception:
+            raise err from None
 
 
 def _tainted(leaves: Sequence[Any]) -> bool:
@@ -196,11 +252,15 @@ def scan(f: Callable[..., Any], init: Any, xs: Any = None, length: int | None = 
         return [*(_to_array(c, xp, like) for c, like in zip(c_leaves, flat, strict=False)),
                 *(_to_array(v, xp) for v in y_leaves)]
 
-    while True:
-        examples = [example_value(c) for c in init_leaves] + x_examples
-        body, captured = stage_body(flat_body, examples, name=f"scan_{name}", tainted=tainted)
-        if not _adopt_output_types(given, init_leaves, body.out_examples):
-            break
+    def stage() -> tuple[Body, list[Any], list[Any]]:
+        while True:
+            examples = [example_value(c) for c in init_leaves] + x_examples
+            body, captured = stage_body(flat_body, examples, name=f"scan_{name}",
+                                        tainted=tainted)
+            if not _adopt_output_types(given, init_leaves, body.out_examples):
+                return body, captured, examples
+
+    body, captured, examples = _staged_weakly(stage, given, init_leaves, xp)
     body = _with_captured_first(body, len(examples))
     outs = scan_p.bind(*captured, *init_leaves, *xs_leaves, body=body,
                        num_consts=len(captured), num_carry=n_carry, length=length,
@@ -237,12 +297,15 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
         return [_to_array(c, xp, like) for c, like in zip(tree_util.tree_leaves(new), flat,
                                                             strict=False)]
 
-    while True:
-        examples = [example_value(c) for c in init_leaves]
-        body, body_captured = stage_body(flat_body, examples,
-                                         name=f"body_{fun_name(body_fun)}", tainted=tainted)
-        if not _adopt_output_types(given, init_leaves, body.out_examples):
-            break
+    def stage() -> tuple[Body, list[Any], list[Any]]:
+        while True:
+            examples = [example_value(c) for c in init_leaves]
+            body, captured = stage_body(flat_body, examples,
+                                        name=f"body_{fun_name(body_fun)}", tainted=tainted)
+            if not _adopt_output_types(given, init_leaves, body.out_examples):
+                return body, captured, examples
+
+    body, body_captured, examples = _staged_weakly(stage, given, init_leaves, xp)
     cond_body, cond_captured = stage_body(flat_cond, examples,
                                           name=f"cond_{fun_name(cond_fun)}", tainted=tainted)
     outs = while_p.bind(*cond_captured, *body_captured, *init_leaves,
@@ -284,21 +347,29 @@ def switch(index: Any, branches: Sequence[Callable[..., Any]], operands: tuple[A
     """``jax.lax.switch`` on the engine (``index`` an integer scalar or Python int)."""
     op_leaves, op_def = tree_util.tree_flatten(operands)
     xp = _namespace([*op_leaves, *([index] if hasattr(index, "shape") else [])])
-    op_leaves = [_to_array(v, xp) for v in op_leaves]
-    examples = [example_value(v) for v in op_leaves]
+    given = op_leaves
+    op_leaves = [_to_array(v, xp) for v in given]
     tainted = _tainted(op_leaves)
     n_ops = len(op_leaves)
     out_trees: list[Any] = []
-    staged: list[tuple[Body, list[Any]]] = []
-    for k, branch in enumerate(branches):
-        def flat(values: list[Any], branch: Callable[..., Any] = branch) -> list[Any]:
-            out_leaves, out_def = tree_util.tree_flatten(
-                branch(*tree_util.tree_unflatten(op_def, values)))
-            out_trees.append((out_def, out_leaves))
-            return out_leaves
 
-        staged.append(stage_body(flat, examples, name=f"branch{k}_{fun_name(branch)}",
-                                 tainted=tainted))
+    def stage_branches() -> tuple[list[tuple[Body, list[Any]]], list[Any]]:
+        out_trees.clear()
+        examples = [example_value(v) for v in op_leaves]
+        staged = []
+        for k, branch in enumerate(branches):
+            def flat(values: list[Any], branch: Callable[..., Any] = branch) -> list[Any]:
+                out_leaves, out_def = tree_util.tree_flatten(
+                    branch(*tree_util.tree_unflatten(op_def, values)))
+                out_trees.append((out_def, out_leaves))
+                return out_leaves
+
+            staged.append(stage_body(flat, examples, name=f"branch{k}_{fun_name(branch)}",
+                                     tainted=tainted))
+        return staged, examples
+
+    # (A Python int operand is weakly typed: see _staged_weakly.)
+    staged, examples = _staged_weakly(stage_branches, given, op_leaves, xp)
     first_def, first_leaves = out_trees[0]
     first = tree_util.tree_unflatten(first_def, [example_value(v) for v in first_leaves])
     for k in range(1, len(branches)):

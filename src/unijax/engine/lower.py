@@ -21,6 +21,7 @@ import builtins
 import itertools
 import keyword
 import math
+import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -36,6 +37,8 @@ __all__ = [
     "equation_line",
     "function_text",
     "interpret",
+    "is_source_identifier",
+    "param_operands",
 ]
 
 
@@ -166,9 +169,34 @@ def interpret(program: Program, xp: Any) -> Interpreted:
 
 # --- the Python code generator --------------------------------------------------------------
 
-#: Names generated code must not give its variables (builtins, and ``xp`` for the namespace).
 RESERVED_NAMES = frozenset(dir(builtins)) | {"xp"}
+"""Names generated code must not give its variables (builtins, and ``xp`` for the namespace)."""
 _compile_ids = itertools.count()
+
+
+def is_source_identifier(name: str) -> bool:
+    """Whether ``name`` can be written into generated source as itself.
+
+    Only plain ASCII identifiers qualify: text is never source. A primitive's name or a
+    function's ``__name__`` is user data (``Primitive("f(0) or evil()")`` is a valid
+    name), and Python normalises non-ASCII identifiers (NFKC: ``µ`` becomes ``μ``, ``ﬁ``
+    becomes ``fi``), so a non-ASCII name written as ``def µ()`` would be stored under
+    another key than the one the generator looks up.
+
+    Example:
+        >>> is_source_identifier("sin"), is_source_identifier("µ"), is_source_identifier("a b")
+        (True, False, False)
+    """
+    return name.isascii() and name.isidentifier() and not keyword.iskeyword(name)
+
+
+#: The names ``ir.var_names`` gives constants.
+_CONSTANT_NAME = re.compile(r"c[0-9]+")
+
+
+def _name_part(text: str) -> str:
+    """``text`` reduced to characters that may appear inside a generated identifier."""
+    return "".join(ch if ch.isascii() and (ch.isalnum() or ch == "_") else "_" for ch in text)
 
 
 def _source_literal(value: Any) -> str | None:
@@ -208,9 +236,10 @@ class SourceGlobals:
         self._count = itertools.count()
 
     def bind(self, value: Any, prefix: str) -> str:
+        """The global name of ``value``: ``_<prefix><n>``, ``prefix`` kept to ``[A-Za-z0-9_]``."""
         name = self._by_id.get(id(value))
         if name is None:
-            name = self._by_id[id(value)] = f"_{prefix}{next(self._count)}"
+            name = self._by_id[id(value)] = f"_{_name_part(prefix)}{next(self._count)}"
             self.namespace[name] = value
         return name
 
@@ -223,11 +252,21 @@ def function_text(eqn: Equation, xp: Any, glob: SourceGlobals) -> str:
     """Source text naming the function that evaluates ``eqn`` with ``xp`` (``xp.sin``)."""
     prim = eqn.primitive
     if _is_weak(eqn):
-        return glob.bind(_weak_impl(prim), "weak_" + prim.qualname.replace(".", "_") + "_")
+        return glob.bind(_weak_impl(prim), "weak_" + prim.qualname + "_")
     impl = prim.impl_for(xp)  # resolves (and validates) the function now
-    if prim.custom_impl is None:
+    if prim.custom_impl is None and is_source_identifier(prim.name) and \
+            (not prim.namespace or is_source_identifier(prim.namespace)):
         return f"xp.{prim.namespace}.{prim.name}" if prim.namespace else f"xp.{prim.name}"
-    return glob.bind(impl, "impl_" + prim.qualname.replace(".", "_") + "_")
+    # Any other name is data, not source: the function is reached through a global.
+    return glob.bind(impl, "impl_" + prim.qualname + "_")
+
+
+def param_operands(params: dict[str, Any], glob: SourceGlobals) -> list[str]:
+    """Keyword operands for ``params``: ``axis=0``, or ``**_p0`` for names that are not
+    plain identifiers (a parameter's name is data, never source)."""
+    if all(is_source_identifier(k) for k in params):
+        return [f"{k}={glob.value(v)}" for k, v in params.items()]
+    return [f"**{glob.bind(dict(params), 'params')}"]
 
 
 #: Primitives whose array operator the standard defines as the function, written as the
@@ -255,8 +294,7 @@ def equation_line(eqn: Equation, names: dict[Var, str], xp: Any, glob: SourceGlo
     infix = _infix(eqn, xp)
     if infix is not None:
         return f"{names[eqn.outputs[0]]} = {atom(eqn.inputs[0])} {infix} {atom(eqn.inputs[1])}"
-    operands = [atom(a) for a in eqn.inputs]
-    operands += [f"{k}={glob.value(v)}" for k, v in eqn.params.items()]
+    operands = [atom(a) for a in eqn.inputs] + param_operands(eqn.params, glob)
     targets = ", ".join(names[v] for v in eqn.outputs)
     if eqn.primitive.multiple_results and len(eqn.outputs) == 1:
         targets += ","
@@ -321,7 +359,11 @@ def compile_python(program: Program, xp: Any, *, name: str = "compiled",
         >>> f(np.zeros(3), 1.0)
         [array([1., 1., 1.])]
     """
-    fn_name = name if name.isidentifier() and not keyword.iskeyword(name) else "compiled"
+    # The name is the caller's text (a body's __name__): written only if it is a plain
+    # identifier that no generated global can be (those start with "_"; constants are
+    # c0, c1, ...).
+    fn_name = name if is_source_identifier(name) and not name.startswith("_") and \
+        name not in RESERVED_NAMES and not _CONSTANT_NAME.fullmatch(name) else "compiled"
     names = var_names(program, reserved=RESERVED_NAMES | {fn_name})
     glob = SourceGlobals(xp)
     for var, value in program.constants.items():
@@ -354,8 +396,7 @@ def compile_python(program: Program, xp: Any, *, name: str = "compiled",
         lines += ["    try:", f"        {taken} = _free_slots.pop()",
                   "    except IndexError:", f"        {taken} = _new_slots()"]
     for i, eqn in enumerate(program.equations):
-        operands = [atom(a) for a in eqn.inputs]
-        operands += [f"{k}={glob.value(v)}" for k, v in eqn.params.items()]
+        operands = [atom(a) for a in eqn.inputs] + param_operands(eqn.params, glob)
         target = names[plan.out[i]] if i in plan.out else \
             slots[plan.slot[i]] if i in plan.slot else None
         infix = _infix(eqn, xp) if target is None else None

@@ -133,7 +133,7 @@ _PYTHON_TYPE = {"bool": bool, "integral": int, "real floating": float}
 def _uniform(value: Any, var: Var) -> tuple[Any, bool] | None:
     kind = dtype_kind(var.dtype)
     convert = _PYTHON_TYPE.get(kind)
-    if convert is None or isinstance(value, Tracer):
+    if convert is None or isinstance(value, Tracer) or _is_lazy(value):
         return None
     try:
         if var.shape:
@@ -150,6 +150,16 @@ def _uniform(value: Any, var: Var) -> tuple[Any, bool] | None:
     except Exception:  # any backend quirk just means "not provably uniform"
         return None
     return v, math.copysign(1.0, v) < 0
+
+
+def _is_lazy(value: Any) -> bool:
+    # Reading a lazy array's values (a dask graph) would compute it while compiling: a
+    # jit call never runs work the user did not ask for.
+    if type(value) in (bool, int, float, complex):
+        return False
+    from array_api_compat import is_lazy_array  # deferred: importing unijax imports none
+
+    return bool(is_lazy_array(value))
 
 
 def _is_one(c: tuple[Any, bool] | None) -> bool:

@@ -97,8 +97,25 @@ def _decorator(table: dict[Primitive, Any], kind: str) -> Callable[..., Any]:
 
 
 def_jvp = _decorator(jvp_rules, "jvp")
+"""Register a primitive's JVP rule: ``rule(primals, tangents, **params) -> (out, out_dot)``.
+
+A decorator (``@def_jvp(prim)``) or a call (``def_jvp(prim, rule)``); registering twice
+raises ``RuleRegistrationError`` unless ``override=True``.
+"""
 def_vjp = _decorator(vjp_rules, "vjp")
+"""Register a primitive's VJP rule: ``rule(ct, primals, out, needs, **params) ->
+cotangents``, one per primal (``None`` where ``needs`` says that primal's is not needed).
+
+A decorator (``@def_vjp(prim)``) or a call (``def_vjp(prim, rule)``); registering twice
+raises ``RuleRegistrationError`` unless ``override=True``.
+"""
 def_batch = _decorator(batch_rules, "batch")
+"""Register a primitive's batching rule for ``vmap``:
+``rule(args, bdims, **params) -> (out, out_bdim)``, with ``None`` for an unbatched value.
+
+A decorator (``@def_batch(prim)``) or a call (``def_batch(prim, rule)``); registering twice
+raises ``RuleRegistrationError`` unless ``override=True``.
+"""
 
 
 def def_vjp_metadata(prim: Primitive, *what: str) -> None:

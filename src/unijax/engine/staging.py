@@ -11,9 +11,11 @@ them directly), so closed-over arrays and creation functions are folded for free
 are ``zeros_like``/``ones_like``/``full_like`` of a traced array, whose values depend
 only on its (static) shape and dtype.
 
-A staging tracer refuses ``bool()``/``int()``/``float()`` even though its value is
-known: the program must be valid for every input of the same signature, so Python
-control flow on a traced value would silently bake in one branch.
+A staging tracer refuses ``bool()``/``int()``/``float()`` and ``np.asarray`` even though
+its value is known: the program must be valid for every input of the same signature, so
+Python control flow on a traced value would silently bake in one branch. Constants of the
+program (values computed only from constants) are the exception: they are the same on
+every call.
 
 Loops are the exception to concrete staging. ``jit`` stages with ``exact=False``: a
 primitive with a :data:`placeholder_rules` entry (``scan``, ``while_loop``) is recorded
@@ -97,6 +99,10 @@ class StagingTracer(Tracer):
             trace: StagingTrace = self._trace  # type: ignore[assignment]
             return trace.device
         return super().device
+
+    def _is_constant(self) -> bool:
+        trace: StagingTrace = self._trace  # type: ignore[assignment]
+        return self.var in trace.constants
 
     def _concrete(self, what: str) -> Any:
         trace: StagingTrace = self._trace  # type: ignore[assignment]

@@ -303,8 +303,13 @@ def _stage_body(fun: Callable[[list[Any]], Sequence[Any]], examples: Sequence[An
                     else example_value(o) for o in outs]
     program = Program(trace.inputs, trace.constants, trace.equations, atoms)
     captured = trace.captured
-    # The name becomes a function's in generated code: ``scan_<lambda>`` must not.
-    identifier = re.sub(r"\W", "_", name)
+    # The name becomes a function's in generated code, so it is made of ASCII letters,
+    # digits and underscores only: ``scan_<lambda>`` is no identifier, and Python
+    # NFKC-normalises the identifiers it compiles (``µ`` reads back as ``μ``, ``ﬁ`` as
+    # ``fi``), so a name holding such letters would not be found after ``exec``.
+    identifier = re.sub(r"[^0-9A-Za-z_]", "_", name)
+    if not identifier or identifier[0].isdigit():
+        identifier = f"body_{identifier}"
     body = Body(program, [*examples, *(example_value(c) for c in captured)], out_examples,
                 f"{identifier}_{next(_names)}")
     return body, captured

@@ -56,6 +56,7 @@ class Settings:
         warmup: Untimed calls before timing (at least 1; the first compiles ``jit``).
         import_runs: Subprocesses used to time ``import unijax``.
         memory_runs: Calls per variant when measuring peak memory (the least is kept).
+        slow_builds: Whether variants that take minutes to build run (full runs only).
     """
 
     preset: str
@@ -65,11 +66,12 @@ class Settings:
     warmup: int
     import_runs: int
     memory_runs: int
+    slow_builds: bool = False
 
 
 PRESETS: dict[str, Settings] = {
     "full": Settings("full", "full", rounds=15, min_block_s=0.05, warmup=2, import_runs=10,
-                     memory_runs=3),
+                     memory_runs=3, slow_builds=True),
     "quick": Settings("quick", "quick", rounds=5, min_block_s=0.01, warmup=2, import_runs=3,
                       memory_runs=1),
     "smoke": Settings("smoke", "smoke", rounds=2, min_block_s=0.0, warmup=1, import_runs=1,
@@ -258,6 +260,9 @@ def run_workload(workload: Workload, settings: Settings, libraries: dict[str, st
         if libraries[v.library] is not None:
             result.skipped[v.key] = str(libraries[v.library])
             continue
+        if v.slow_build and not settings.slow_builds:
+            result.skipped[v.key] = v.slow_build
+            continue
         note(f"{workload.name}: build {v.label}")
         res = result.variants[v.key] = VariantResult(
             v.key, v.label, v.kind, v.library, v.transform, v.baseline, [],
@@ -298,7 +303,8 @@ def workload_rounds(workload: Workload, settings: Settings) -> int:
 def rounds_per_workload(workload: Workload, settings: Settings,
                         libraries: dict[str, str | None]) -> int:
     """How many progress notes :func:`run_workload` will make (for a progress bar)."""
-    builds = sum(1 for v in workload.variants if libraries.get(v.library, "") is None)
+    builds = sum(1 for v in workload.variants if libraries.get(v.library, "") is None
+                 and (settings.slow_builds or not v.slow_build))
     return builds + workload_rounds(workload, settings)
 
 
@@ -321,6 +327,7 @@ def evaluate_targets(results: dict[str, WorkloadResult], memory: dict[str, Any] 
     rows = []
     for t in targets:
         row: dict[str, Any] = {"id": t.id, "description": t.description, "kind": t.kind,
+                               "compares": f"{t.workload}: {t.numerator} vs {t.denominator}",
                                "threshold": t.threshold, "value": None, "low": None,
                                "high": None, "met": None, "note": None}
         if t.workload in sections:

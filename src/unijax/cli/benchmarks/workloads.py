@@ -20,6 +20,7 @@ from typing import Any
 
 import unijax
 from unijax.cli.benchmarks import programs as P
+from unijax.engine import lower_numba
 from unijax.engine.core import namespace_for_value
 from unijax.engine.lower import compile_python
 from unijax.engine.subprogram import Body
@@ -57,6 +58,8 @@ class Variant:
             that is timed.
         baseline: Key of the native variant its ratio is taken against (the library a
             user of that array type would otherwise use), or None.
+        slow_build: Why building it takes minutes (``torch.compile``), or None. Such
+            variants run in full runs only.
     """
 
     key: str
@@ -66,6 +69,7 @@ class Variant:
     output: str
     build: Callable[[Data], Thunk]
     baseline: str | None = None
+    slow_build: str | None = None
 
     @property
     def label(self) -> str:
@@ -231,7 +235,9 @@ def torch_variant(fun: Callable[..., Any], transform: str, *, in_axes: Any = 0) 
     def build(data: Data) -> Thunk:
         return _bind(_torch_transform(fun, transform, in_axes), _torch_data(data))
 
-    return Variant(f"native/torch/{transform}", "torch", "native", transform, "grad", build)
+    slow = "torch.compile builds for minutes: full runs only" if transform == "jit(grad)" else None
+    return Variant(f"native/torch/{transform}", "torch", "native", transform, "grad", build,
+                   slow_build=slow)
 
 
 def numpy_forward(twin: Callable[..., Any]) -> Variant:
@@ -472,6 +478,135 @@ _CONTROL_FLOW: tuple[Workload, ...] = (
 )
 WORKLOADS = WORKLOADS + _CONTROL_FLOW
 
+
+# --- the jit lowerings on NumPy side by side -----------------------------------------------
+
+
+def _ew_step_scan(params: dict[str, Any], h0: Any, xs: Any) -> Any:
+    """The scan recurrence with an elementwise step ``tanh(a * h + x)``, ``a`` a vector
+    made from ``w`` (so that the gradient goes through the loop)."""
+    xp = h0.__array_namespace__()
+    a = 0.9 + 0.01 * xp.sum(params["w"], axis=0)
+
+    def step(h: Any, x: Any) -> Any:
+        return xp.tanh(a * h + x), None
+
+    h, _ = unijax.lax.scan(step, h0, xs)
+    return xp.sum(h * h)
+
+
+def _ys_scan(params: dict[str, Any], h0: Any, xs: Any) -> Any:
+    """The elementwise recurrence with a per-step output ``sum(h*h)``."""
+    xp = h0.__array_namespace__()
+    a = 0.9 + 0.01 * xp.sum(params["w"], axis=0)
+
+    def step(h: Any, x: Any) -> Any:
+        h = xp.tanh(a * h + x)
+        return h, xp.sum(h * h)
+
+    h, ys = unijax.lax.scan(step, h0, xs)
+    return xp.sum(h * h) + xp.sum(ys)
+
+
+def lowering_variant(fun: Callable[..., Any], transform: str, compiler: str, *,
+                     in_axes: Any = 0, baseline: str | None = None) -> Variant:
+    """unijax's ``transform`` on NumPy with ``jit_compiler`` set to ``compiler`` while the
+    program compiles (its first call, made when the variant is built)."""
+
+    def build(data: Data) -> Thunk:
+        before = unijax.config.read("jit_compiler")
+        unijax.config.update("jit_compiler", compiler)
+        try:
+            thunk = _bind(_unijax_transform(fun, transform, "numpy", in_axes),
+                          _unijax_data(data, "numpy"))
+            thunk()
+        finally:
+            unijax.config.update("jit_compiler", before)
+        return thunk
+
+    label = f"{transform} {compiler}"
+    return Variant(f"unijax/numpy/{label}", "numpy", "unijax", label,
+                   "value" if transform == "jit" else "grad", build, baseline)
+
+
+def _cached_compile(fun: Callable[..., Any]) -> Variant:
+    """Staging, code generation and loading the machine code of ``jit(grad(fun))`` from
+    Numba's disk cache, then one run: what a new process pays for a compiled program."""
+
+    def build(data: Data) -> Thunk:
+        args = _unijax_data(data, "numpy")
+        unijax.config.update("jit_compiler", "numba")
+        try:
+            unijax.jit(unijax.grad(fun))(*args)  # fills the disk cache
+        finally:
+            unijax.config.update("jit_compiler", None)
+
+        def thunk() -> Any:
+            lower_numba._modules.clear()  # as in a new process: load from disk
+            unijax.config.update("jit_compiler", "numba")
+            try:
+                return unijax.jit(unijax.grad(fun))(*args)
+            finally:
+                unijax.config.update("jit_compiler", None)
+
+        return thunk
+
+    return Variant("unijax/numpy/jit(grad) compile (disk cache)", "numpy", "unijax",
+                   "jit(grad) compile (disk cache)", "grad", build)
+
+
+def _scan_lowerings(fun: Callable[..., Any], twin: Callable[..., Any]) -> tuple[Variant, ...]:
+    return (autograd_grad(twin), jax_variant(fun, "jit(grad)"), jax_variant(fun, "jit"),
+            *(lowering_variant(fun, t, c, baseline="native/jax/" + t)
+              for t in ("jit(grad)", "jit") for c in ("numba", "python")))
+
+
+def _ew_twin(np: Any, params: dict[str, Any], h0: Any, xs: Any) -> Any:
+    h, a = h0, 0.9 + 0.01 * np.sum(params["w"], axis=0)
+    for t in range(xs.shape[0]):
+        h = np.tanh(a * h + xs[t])
+    return np.sum(h * h)
+
+
+def _ys_twin(np: Any, params: dict[str, Any], h0: Any, xs: Any) -> Any:
+    h, total, a = h0, 0.0, 0.9 + 0.01 * np.sum(params["w"], axis=0)
+    for t in range(xs.shape[0]):
+        h = np.tanh(a * h + xs[t])
+        total = total + np.sum(h * h)
+    return np.sum(h * h) + total
+
+
+_SCAN_SIZES = {"full": {"S": 16, "T": 1000}, "smoke": {"S": 4, "T": 6}}
+_LOWERINGS: tuple[Workload, ...] = (
+    Workload("scan_ew", "lax.scan recurrence tanh(a h + x), state {S}, {T} steps, gradient",
+             _SCAN_SIZES, rnn_data, _scan_lowerings(_ew_step_scan, _ew_twin)),
+    Workload("scan_ys", "lax.scan recurrence tanh(a h + x) with a per-step output "
+             "sum(h*h), state {S}, {T} steps, gradient", _SCAN_SIZES, rnn_data,
+             _scan_lowerings(_ys_scan, _ys_twin)),
+)
+#: The lowerings side by side on the existing workloads (added to their variants).
+_LOWERING_VARIANTS: dict[str, tuple[Variant, ...]] = {
+    "scan": (jax_variant(P.rnn_scan, "jit"),
+             *(lowering_variant(P.rnn_scan, t, c, baseline="native/jax/" + t)
+               for t in ("jit(grad)", "jit") for c in ("numba", "python")),
+             _cached_compile(P.rnn_scan)),
+    "loop": (jax_variant(P.loop, "jit"),
+             *(lowering_variant(P.loop, t, c, baseline="native/jax/" + t)
+               for t in ("jit(grad)", "jit") for c in ("numba", "python"))),
+    "elementwise": tuple(lowering_variant(P.elementwise, "jit(grad)", c,
+                                          baseline="native/jax/jit(grad)")
+                         for c in ("numba", "python")),
+    "mlp": tuple(lowering_variant(P.mlp_loss, "jit(grad)", c, baseline="native/jax/jit(grad)")
+                 for c in ("numba", "python")),
+    "per_example": tuple(lowering_variant(P.example_loss, "jit(vmap(grad))", c,
+                                          in_axes=_PER_EXAMPLE_AXES,
+                                          baseline="native/autograd/loop of grad")
+                         for c in ("numba", "python")),
+}
+WORKLOADS = tuple(Workload(w.name, w.title, w.sizes, w.make_data,
+                           w.variants + _LOWERING_VARIANTS.get(w.name, ()), w.rounds_factor)
+                  for w in WORKLOADS) + _LOWERINGS
+
 _NATIVE_LABELS = {
     "numpy/forward": "NumPy forward pass",
     "autograd/grad": "autograd.grad",
@@ -543,6 +678,29 @@ TARGETS: tuple[Target, ...] = (
        "loop", f"{_NP}/jit(grad)", f"{_NP}/grad", "speedup", 4.0),
     _t("mlp_jit_vs_jax_jit", "MLP, NumPy jit(grad) within 1.5x of jax.jit(jax.grad)", "mlp",
        f"{_NP}/jit(grad)", "native/jax/jit(grad)", "ratio", 1.5),
+    *(_t(f"{w}_numba_jit_grad_vs_jax_jit", f"{desc}, NumPy jit(grad) with Numba within 3x of "
+         "jax.jit(jax.grad) of lax.scan", w, f"{_NP}/jit(grad) numba", "native/jax/jit(grad)",
+         "ratio", 3.0) for w, desc in (("scan", "1,000-step scan tanh(W h + x)"),
+                                       ("scan_ew", "1,000-step elementwise scan"),
+                                       ("scan_ys", "1,000-step scan with a per-step output"))),
+    _t("scan_numba_cached_compile", "scan jit(grad): staging and loading the Numba machine "
+       "code from the disk cache (and one run) under 0.3 s", "scan",
+       "unijax/numpy/jit(grad) compile (disk cache)", "native/jax/jit(grad)", "overhead",
+       0.3),
+    _t("loop_numba_jit_vs_jax_jit", "50-step loop, NumPy jit with Numba within 2x of jax.jit",
+       "loop", f"{_NP}/jit numba", "native/jax/jit", "ratio", 2.0),
+    _t("elementwise_numba_jit_vs_eager", "10^7 elements, NumPy jit(grad) with Numba >= 2x "
+       "faster than eager grad", "elementwise", f"{_NP}/jit(grad) numba", f"{_NP}/grad",
+       "speedup", 2.0),
+    _t("elementwise_numba_jit_vs_jax_jit", "10^7 elements, NumPy jit(grad) with Numba within "
+       "1.3x of jax.jit(jax.grad)", "elementwise", f"{_NP}/jit(grad) numba",
+       "native/jax/jit(grad)", "ratio", 1.3),
+    _t("mlp_numba_vs_python_lowering", "MLP, NumPy jit(grad) with Numba no slower than with "
+       "the Python lowering", "mlp", f"{_NP}/jit(grad) numba", f"{_NP}/jit(grad) python",
+       "ratio", 1.0),
+    _t("per_example_numba_vs_autograd_loop", "per-example grads, NumPy jit(vmap(grad)) with "
+       "Numba >= 15x faster than a Python loop of autograd.grad", "per_example",
+       f"{_NP}/jit(vmap(grad)) numba", "native/autograd/loop of grad", "speedup", 15.0),
     _t("jax_jit_overhead_tiny", "unijax.jit on JAX <= 1 us extra per call vs jax.jit (tiny)",
        "tiny", "unijax/jax/jit", "native/jax/jit", "overhead", 1e-6),
     _t("jax_grad_overhead_tiny", "unijax.grad on JAX <= 1 us extra per call vs jax.grad "

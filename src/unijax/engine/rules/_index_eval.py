@@ -149,7 +149,7 @@ def gather(xp: Any, x: Any, arrays: Sequence[Any], items: Items) -> Any:
         out = x[_render(items, arrays)]
         return out if hasattr(out, "__array_namespace__") else xp.asarray(out)
     plan = _plan(items, x.shape, [a.shape for a in arrays])
-    y = x if _is_identity(plan.basic, x.shape) else x[plan.basic]
+    y = x if _is_identity(plan.basic, x.shape) else _get_basic(xp, x, plan.basic)
     if plan.lay.block is None:
         return y
     lin = _linear_index(xp, items, arrays, plan)
@@ -167,11 +167,43 @@ def _zeros(xp: Any, shape: Sequence[int], like: Any) -> Any:
     return xp.zeros(tuple(shape), dtype=like.dtype, device=device(like))
 
 
+def _positive_steps(basic: tuple[Any, ...], shape: Sequence[int]
+                    ) -> tuple[tuple[Any, ...], tuple[int, ...]]:
+    """``basic`` with each negative-step slice as the same elements in increasing order,
+    and the axes of the result to flip back (torch refuses negative steps)."""
+    out: list[Any] = []
+    flips: list[int] = []
+    axis = position = 0  # axis of the array, axis of the result
+    for b in basic:
+        if isinstance(b, slice) and b.step is not None and b.step < 0:
+            start, stop, step = b.indices(shape[axis])
+            count = len(range(start, stop, step))
+            last = start + step * (count - 1)
+            out.append(slice(last, start + 1, -step) if count else slice(0, 0, 1))
+            flips.append(position)
+        else:
+            out.append(b)
+        axis += b is not None
+        position += not isinstance(b, int)
+    return tuple(out), tuple(flips)
+
+
+def _get_basic(xp: Any, x: Any, basic: tuple[Any, ...]) -> Any:
+    """``x[basic]``, with negative steps as positive ones and ``flip``."""
+    positive, flips = _positive_steps(basic, x.shape)
+    y = x[positive]
+    return xp.flip(y, axis=flips) if flips else y
+
+
 def _assign_basic(xp: Any, z: Any, basic: tuple[Any, ...], value: Any) -> Any:
     """``z`` with ``z[basic] = value`` (``z`` is a fresh array, updated in place if mutable)."""
     if hasattr(z, "at"):
         return z.at[basic].set(value)
-    z[basic] = value
+    positive, flips = _positive_steps(basic, z.shape)
+    if flips:
+        value = xp.flip(xp.broadcast_to(xp.asarray(value, dtype=z.dtype),
+                                        tuple(z[positive].shape)), axis=flips)
+    z[positive] = value
     return z
 
 

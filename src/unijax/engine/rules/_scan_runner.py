@@ -12,7 +12,13 @@ import math
 from typing import Any
 
 from unijax.engine.ir import Program, Var, dtype_name, var_names
-from unijax.engine.lower import RESERVED_NAMES, SourceGlobals, compile_python, equation_line
+from unijax.engine.lower import (
+    RESERVED_NAMES,
+    SourceGlobals,
+    compile_python,
+    equation_line,
+    is_source_identifier,
+)
 from unijax.engine.optimize import optimize
 from unijax.engine.subprogram import (
     Body,
@@ -66,6 +72,8 @@ def _compile_loop(program: Program, xp: Any, n_inv: int, n_carry: int, name: str
     with the equations written out inside the ``for`` statement: no call, argument list
     or result list per iteration, which on small arrays costs as much as the arithmetic.
     """
+    if not is_source_identifier(name):  # user text never becomes source (see lower.py)
+        name = "scan_loop"
     reserved = RESERVED_NAMES | {name, "i", "length", "reverse"}
     names = var_names(program, reserved=reserved)
     glob = SourceGlobals(xp)

@@ -372,6 +372,14 @@ def _vector_norm_definition(x: Any, *, axis: tuple[int, ...], keepdims: bool,
     return ops.pow(ops.sum(ops.pow(ops.abs(x), ord), axis=axis, keepdims=keepdims), 1 / ord)
 
 
+@vector_norm_p.def_impl
+def _vector_norm_impl(xp: Any, x: Any, *, axis: tuple[int, ...], keepdims: bool,
+                      ord: Any) -> Any:
+    # Every axis is written axis=None: array_api_compat.torch fails on axis=() for 0-d.
+    axis_arg = None if len(axis) == len(x.shape) else axis
+    return xp.linalg.vector_norm(x, axis=axis_arg, keepdims=keepdims, ord=ord)
+
+
 _vn_jvp, _vn_vjp = composite_rules(_vector_norm_definition, vector_norm_p)
 
 

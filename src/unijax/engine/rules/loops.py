@@ -305,8 +305,14 @@ def _while_impl(xp: Any, *args: Any, cond: Body, body: Body, cond_nconsts: int,
     body_prelude, step = body.compiled_loop(xp, body_nconsts)
     cond_consts += cond_prelude(*cond_consts)
     body_consts += body_prelude(*body_consts)
+    # A lazy backend (dask) computes the carry each iteration (its predicate needs it
+    # anyway): otherwise each test recomputes every iteration before it, and the
+    # carry's graph grows one layer deeper per iteration.
+    settle = getattr(xp, "__unijax_settle__", None)
     while bool(test(*cond_consts, *carry)[0]):
         carry = step(*body_consts, *carry)
+        if settle is not None:
+            carry = settle(carry)
     return list(carry)
 
 

@@ -342,6 +342,33 @@ var_p = Primitive("var")
 std_p = Primitive("std")
 
 
+def spread_impl(name: str) -> Callable[..., Any]:
+    """The concrete ``var``/``std``, given the canonical ``axis`` tuple.
+
+    Every axis of ``x`` is written ``axis=None`` (a 0-d array's are ``()``) and no axis as
+    a new length-one axis reduced, so the namespace always reduces over something:
+    ``array_api_compat.torch`` reads ``axis=()`` as "nothing to reduce" and returns
+    zeros, even for ``nan``.
+    """
+
+    def impl(xp: Any, x: Any, *, axis: tuple[int, ...], correction: int | float,
+             keepdims: bool) -> Any:
+        fn = getattr(xp, name)
+        ndim = len(x.shape)
+        if len(axis) == ndim:
+            return fn(x, axis=None, correction=correction, keepdims=keepdims)
+        if not axis:
+            return fn(xp.expand_dims(x, axis=ndim), axis=ndim, correction=correction)
+        return fn(x, axis=axis, correction=correction, keepdims=keepdims)
+
+    impl.__name__ = f"{name}_impl"
+    return impl
+
+
+var_p.def_impl(spread_impl("var"))
+std_p.def_impl(spread_impl("std"))
+
+
 @def_api("var")
 def var(x: Any, /, *, axis: Axis = None, correction: int | float = 0.0,
         keepdims: bool = False) -> Any:

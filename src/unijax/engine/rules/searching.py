@@ -12,7 +12,8 @@ a stable ascending sort, reversed for ``descending=True``).
 ``nonzero`` and the ``unique_*`` functions return arrays whose shapes depend on the
 values of their input. They run eagerly (also under ``grad``), but raise
 :class:`~unijax.errors.ConcretizationError` under ``vmap`` and ``jit``, where one shape
-must serve every example or every call.
+must serve every example or every call, unless the input is a constant there (unbatched;
+under ``jit`` computed only from constants), whose result has one shape.
 """
 
 from __future__ import annotations
@@ -275,10 +276,17 @@ def _sort_vjp(ct: Any, primals: tuple[Any, ...], out: Any, needs: Any, *, axis: 
 
 
 def _require_eager(name: str, *args: Any) -> None:
-    """Refuse ``name`` under ``vmap`` or ``jit``, where its result shape is not defined."""
+    """Refuse ``name`` under ``vmap`` or ``jit``, where its result shape is not defined.
+
+    A constant of those transforms (an unbatched value; under ``jit`` one computed only
+    from constants, such as ``xp.arange(n) < k``) has one value for every input, so its
+    result has one shape: it is computed.
+    """
     for a in args:
         while isinstance(a, Tracer):
-            if isinstance(a, StagingTracer):
+            if a._is_constant():
+                pass
+            elif isinstance(a, StagingTracer):
                 raise ConcretizationError(
                     message(
                         f"{name}() was called on a traced array inside a jit-compiled "
@@ -288,7 +296,7 @@ def _require_eager(name: str, *args: Any) -> None:
                         "fixed-shape formulation (masks with xp.where, xp.sum, xp.sort).",
                     )
                 )
-            if isinstance(a, BatchTracer) and a.bdim is not None:
+            elif isinstance(a, BatchTracer):
                 raise _vmap_error(name)
             a = a._primal()
 
@@ -354,8 +362,8 @@ def nonzero(x: Any, /) -> tuple[Any, ...]:
     """The indices of the non-zero elements of ``x``, one array per axis.
 
     Raises:
-        ConcretizationError: under ``vmap`` or ``jit`` (the result's shape depends on the
-            values of ``x``).
+        ConcretizationError: under ``vmap`` or ``jit``, for an ``x`` that depends on their
+            inputs (the result's shape depends on the values of ``x``).
     """
     _require_eager("nonzero", x)
     return tuple(nonzero_p.bind(x))
@@ -366,8 +374,8 @@ def unique_all(x: Any, /) -> UniqueAllResult:
     """The unique values of ``x``, their first indices, the inverse and the counts.
 
     Raises:
-        ConcretizationError: under ``vmap`` or ``jit`` (the result's shape depends on the
-            values of ``x``).
+        ConcretizationError: under ``vmap`` or ``jit``, for an ``x`` that depends on their
+            inputs (the result's shape depends on the values of ``x``).
 
     Example:
         >>> import numpy as np

@@ -65,7 +65,7 @@ from unijax.engine.rules._helpers import (
 )
 from unijax.errors import BackendUnavailableError, UnsupportedTransformError, message
 
-__all__ = ["FUNCTIONS", "PRIMITIVES", "betainc", "multigammaln"]
+__all__ = ["FUNCTIONS", "PRIMITIVES", "betainc", "multigammaln", "special_functions"]
 
 Partial = Callable[..., Any]
 
@@ -177,7 +177,9 @@ def _autograd_function(name: str) -> Callable[..., Any]:
 def _resolve(name: str, xp: Any, library: str) -> Callable[..., Any]:
     """The function that computes ``name`` on ``library``'s arrays with namespace ``xp``."""
     own = getattr(getattr(xp, "special", None), name, None)  # a namespace's own extension
-    if callable(own):
+    # Autograd's namespace hands out this module's functions as its extension: they bind
+    # the primitive again, so they are no implementation of it.
+    if callable(own) and own is not API_FUNCTIONS.get(f"special.{name}"):
         return own
     module_name = _LIBRARY_MODULES.get(library)
     if module_name is not None:
@@ -638,3 +640,19 @@ i1e_p: Primitive = _unary("i1e", _i1e_deriv)
 #: The names of ``xp.special``, as SciPy spells them.
 FUNCTIONS: tuple[str, ...] = tuple(sorted(
     {name for name in PRIMITIVES if name != "gammainc_grad_a"} | {"psi", "multigammaln"}))
+
+
+def special_functions() -> dict[str, Callable[..., Any]]:
+    """The functions of the ``special`` extension by name, as SciPy spells them.
+
+    A backend namespace without special functions of its own hands these out as its
+    ``special`` (Autograd's does): each binds its primitive, so the engine's transforms
+    differentiate it, and on Autograd's boxes it is an Autograd primitive with the same
+    derivatives.
+
+    Example:
+        >>> import numpy as np
+        >>> float(special_functions()["erf"](np.asarray(0.0)))
+        0.0
+    """
+    return {name: API_FUNCTIONS[f"special.{name}"] for name in FUNCTIONS}
