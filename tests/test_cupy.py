@@ -416,8 +416,12 @@ def test_import_and_plugin_load_import_no_cupy_and_no_numpy():
     assert available == str(HAS_CUPY and HAS_DEVICE)  # installed is not enough: usable
 
 
-@pytest.mark.skipif(HAS_CUPY, reason="CuPy is installed")
-def test_missing_cupy_is_unavailable_with_the_install_hint():
+def test_missing_cupy_is_unavailable_with_the_install_hint(clean_plugins, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec  # CuPy may be installed: hide it from this test
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "cupy"
+                        else find_spec(name, *rest))
     from unijax.dispatch.plugins import get_backend, list_backends
     from unijax.errors import BackendUnavailableError
 

@@ -13,7 +13,7 @@ doubling the rows, on a local cluster of two worker processes) runs only when na
 
 Examples::
 
-    unijax bench --quick                      # about a minute
+    unijax bench --quick                      # one to two minutes
     unijax bench --json bench.json --plot bench.png
     unijax bench --workload mlp,loop --backend numpy,autograd
     unijax bench --quick --workload scaling   # Dask: 0.25M to 1M rows (needs unijax[dask])
@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true",
-                      help="fewer, shorter rounds (about a minute); same problem sizes, "
+                      help="fewer, shorter rounds (one to two minutes); same problem sizes, "
                            "but a shorter scaling sweep (0.25M to 1M rows)")
     size.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # tests: tiny
     parser.add_argument("--workload", action="append", default=[], metavar="NAME",

@@ -140,12 +140,19 @@ def _threads_in_calls(me: int) -> list[int]:
 
 
 def _in_call(frame: FrameType | None) -> bool:
-    while frame is not None:
-        name: Any = frame.f_globals.get("__name__", "")
-        if (name == "unijax" or name.startswith("unijax.")) and not name.startswith(
-                _NOT_CALLS):
-            return True
-        frame = frame.f_back
+    try:
+        while frame is not None:
+            name: Any = frame.f_globals.get("__name__", "")
+            if (name == "unijax" or name.startswith("unijax.")) and not name.startswith(
+                    _NOT_CALLS):
+                return True
+            frame = frame.f_back
+    except Exception:
+        # The other thread runs on between two steps of this walk (the GIL is released
+        # between bytecodes), and CPython 3.11 can then hand back a stale f_back that is
+        # no frame at all. Not knowing means "maybe in a call": the loader waits and
+        # looks again, which is safe; guessing "no" is not.
+        return True
     return False
 
 
