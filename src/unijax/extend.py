@@ -50,7 +50,6 @@ from __future__ import annotations
 
 from unijax._python_loops import PythonLoops
 from unijax.dispatch.backend import PYTHON_LOOPS, Backend, Capabilities, NativeTransforms
-from unijax.dispatch.config import asks_float64
 from unijax.dispatch.hookspecs import hookimpl
 from unijax.dispatch.plugins import register_plugin
 from unijax.engine.buffers import BufferSupport, OutForm
@@ -95,7 +94,6 @@ __all__ = [
     "ScalarConstants",
     "SourceGlobals",
     "Var",
-    "asks_float64",
     "compile_numba",
     "compile_python",
     "def_batch",

@@ -17,11 +17,9 @@ from typing import Any
 from unijax.dispatch import options
 from unijax.dispatch.options import default_float_dtype, reload
 from unijax.dispatch.plugins import get_backend
-from unijax.errors import ConfigError
 
 __all__ = [
     "Config",
-    "asks_float64",
     "config",
     "default_float_dtype",
     "reload",
@@ -152,25 +150,6 @@ class Config:
 config = Config()
 
 # --- backend ----------------------------------------------------------------------------
-
-
-def asks_float64(name: str, value: Any) -> bool:
-    """Whether the option change ``(name, value)`` leaves float64 as the default float.
-
-    For ``unijax_configure`` subscribers that must prepare their library for float64
-    (JAX's x64 flag, torch's default dtype); an invalid setting answers False, and is
-    reported where the option is used.
-
-    Example:
-        >>> asks_float64("default_float_dtype", "float64"), asks_float64("jit_cache_size", 8)
-        (True, False)
-    """
-    if name not in ("default_float_dtype", "*"):
-        return False
-    try:
-        return (value or default_float_dtype()) == "float64"
-    except ConfigError:
-        return False
 
 
 def set_backend(name: str | None) -> None:
