@@ -20,6 +20,7 @@ import gp_regression
 import logistic_regression
 import mlp_clipped
 import rnn_scan
+import vae_dropout
 
 #: Example name -> (module, default steps, steps with --quick).
 EXAMPLES = {
@@ -27,6 +28,7 @@ EXAMPLES = {
     "mlp_clipped": (mlp_clipped, 40, 12),
     "gp_regression": (gp_regression, 60, 12),
     "rnn_scan": (rnn_scan, 80, 20),
+    "vae_dropout": (vae_dropout, 60, 12),
 }
 
 

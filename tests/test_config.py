@@ -39,7 +39,8 @@ def write_pyproject(folder: Path, body: str) -> Path:
 def test_options_table_has_every_option_with_env_var_and_help():
     options = {opt.name: opt for opt in unijax.config.options()}
     assert set(options) == {"backend", "default_float_dtype", "plugins",
-                            "disable_plugin_autoload", "jit_cache_size", "jit_compiler"}
+                            "disable_plugin_autoload", "jit_cache_size", "jit_compiler",
+                            "jit_threads"}
     for opt in options.values():
         assert opt.env == "UNIJAX_" + opt.name.upper()
         assert opt.help

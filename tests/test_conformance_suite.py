@@ -11,6 +11,7 @@ listed failures (``unijax check marray`` runs it in full).
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,20 @@ def _assert_conforms(backend: str, **kwargs: Any) -> None:
                                      "dask"])
 def test_conformance(backend: str) -> None:
     _assert_conforms(backend)
+
+
+def test_numpy_jit_rows_conform_with_the_numba_lowering(tmp_path: Path) -> None:
+    """The ``jit`` and control-flow rows on NumPy with every program Numba can compile
+    compiled (the rest falls back to the Python lowering, as it must)."""
+    pytest.importorskip("numba")
+    env = {**os.environ, "UNIJAX_JIT_COMPILER": "numba", "UNIJAX_CACHE_DIR": str(tmp_path)}
+    code, matrix, output = run_suite(["numpy"], jobs=JOBS, env=env, extra=[
+        "-k", "test_jit or test_construct_under_transform or test_checkpoint"])
+    failures = "\n".join(f"  {f['id']}: {f['message']}" for f in matrix.failures)
+    assert code == 0, f"unexpected failures with Numba:\n{failures}\n{output[-2000:]}"
+    assert matrix.totals("numpy")["passed"] > 100, matrix.totals("numpy")
+    # Programs were compiled, not only handed back to the Python lowering.
+    assert any((tmp_path / "numba" / "__pycache__").glob("*.nbi"))
 
 
 def test_thirdparty_example_conforms(tmp_path: Path) -> None:

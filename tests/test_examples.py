@@ -2,7 +2,9 @@
 
 ``examples/run_all.py --json --quick`` runs once per backend in a fresh interpreter with
 ``UNIJAX_BACKEND`` set (the configuration path an application uses); the results must
-agree with NumPy's to floating-point accuracy, and every loss must fall.
+agree with NumPy's to floating-point accuracy, and every loss must fall. The VAE draws
+its randomness with ``unijax.random``: its dropout mask and first losses must match NumPy's
+almost to the last bit.
 """
 
 from __future__ import annotations
@@ -78,11 +80,26 @@ def test_losses_fall(results) -> None:
         for name, series in (("logistic_regression", r["logistic_regression"]["losses"]),
                              ("mlp_clipped", r["mlp_clipped"]["losses"]),
                              ("gp_regression", r["gp_regression"]["nll"]),
-                             ("rnn_scan", r["rnn_scan"]["losses"])):
+                             ("rnn_scan", r["rnn_scan"]["losses"]),
+                             ("vae_dropout", r["vae_dropout"]["losses"]),
+                             ("vae_dropout eval", r["vae_dropout"]["eval_loss"])):
             assert series[-1] < series[0], f"{name} on {backend}: {series}"
             assert all(np.isfinite(series)), f"{name} on {backend}: {series}"
         assert r["logistic_regression"]["accuracy"] > 0.8
         assert r["gp_regression"]["rmse"] < 0.3
+
+
+@pytest.mark.parametrize("backend", [b for b in USABLE if b != "numpy"])
+def test_vae_draws_the_same_numbers_as_numpy(results, backend: str) -> None:
+    # unijax.random gives every backend the same bits from the same seed, so the dropout
+    # mask is identical; the losses before any training step differ only by the backends'
+    # own float64 functions (tanh, exp, the log1p inside normal: a few ulp), far below 1e-12.
+    want = results["numpy"]["results"]["vae_dropout"]
+    got = results[backend]["results"]["vae_dropout"]
+    assert got["kept"] == want["kept"]
+    np.testing.assert_allclose([got["losses"][0], got["eval_loss"][0]],
+                               [want["losses"][0], want["eval_loss"][0]], rtol=1e-12, atol=0,
+                               err_msg=f"vae_dropout's first losses on {backend}")
 
 
 def test_script_flag_overrides_configuration(tmp_path: Path) -> None:

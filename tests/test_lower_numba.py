@@ -9,6 +9,8 @@ Numba compile.
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -62,7 +64,7 @@ def _quiet_numpy() -> Any:
 
 _UNARY = ("exp", "expm1", "log", "log1p", "log2", "log10", "sqrt", "sin", "cos", "tan",
           "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "abs",
-          "negative", "positive", "square", "floor", "ceil", "trunc")
+          "negative", "positive", "square", "floor", "ceil", "trunc", "sign")
 _BINARY = ("add", "subtract", "multiply", "divide", "pow", "maximum", "minimum", "atan2",
            "hypot", "copysign", "logaddexp")
 _COMPARE = ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")
@@ -120,6 +122,160 @@ def test_integer_and_bool_arrays() -> None:
                 m.prod(j, axis=0), m.min(i), m.max(u), m.astype(i * 1.5, m.int16)]
 
     _check(f, i, j, u, b)
+
+
+def test_basic_indexing_stack_and_concat() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 5))
+    w = rng.standard_normal((6, 6))
+
+    def f(x, w):
+        m = x.__array_namespace__()
+        return [x[1:3], x[::-1], x[2], x[:, 1:4] * 2.0, x[None, 1:], x[1, 2], x[0][None],
+                x[3::-2, ::2] + 1.0, w[1:5, 2:4] @ x[:2, :], w[::2, ::2] @ w[::2, 0],
+                m.stack([x, x * 2], axis=1), m.stack([x[0, 0], x[1, 1]]),
+                m.stack([x[0], x[1]], axis=-1), m.concat([x, x * 3]),
+                m.concat([x, x[:, :2]], axis=1), m.concat([x[:0], x[1:2]]),
+                m.concat([x[0], w[0]], axis=None)]
+
+    _check(f, x, w)
+
+
+def test_shifts_remainders_and_index_reductions() -> None:
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((4, 5))
+    x[0, 1] = np.nan
+    i = rng.integers(-40, 40, (4, 5)).astype(np.int32)
+    u = rng.integers(0, 2**32 - 1, (6,), dtype=np.uint64).astype(np.uint32)
+    amounts = np.array([-1, 0, 1, 31, 32, 40], np.int32)
+
+    def f(x, i, u, s):
+        m = x.__array_namespace__()
+        return [m.remainder(x, 3.0), m.remainder(x, -0.0), m.remainder(i, 3),
+                i // 3, m.remainder(i, i % 4), m.floor_divide(i, i % 3),
+                m.floor_divide(x, 0.7), m.any(x > 0), m.all(x > -5, axis=0),
+                m.any(i == 3, axis=1, keepdims=True), m.all(x), m.any(m.isnan(x)),
+                m.argmax(x), m.argmin(x, axis=1), m.argmax(i, axis=0, keepdims=True),
+                m.argmin(i), m.argmax(m.abs(x[1:])), m.argmax(x, axis=-1, keepdims=True),
+                m.bitwise_left_shift(i, 3), m.bitwise_right_shift(i, 2),
+                m.bitwise_left_shift(u, 13), m.bitwise_right_shift(u, 19),
+                m.bitwise_left_shift(s * 0 + 5, s), m.bitwise_right_shift(s * 0 - 7, s),
+                m.bitwise_right_shift(s * 0 + 7, s),
+                m.bitwise_right_shift(u, m.astype(s, m.uint32)),
+                m.bitwise_left_shift(u, m.astype(s, m.uint32)), m.sign(i), m.sign(u)]
+
+    _check(f, x, i, u, amounts)
+
+
+def test_where_arms_run_only_where_taken() -> None:
+    """Long arms go inside an ``if``: the values are the same (``nan``/``inf`` included),
+    shared and kept values stay outside, and nested selects nest."""
+    rng = np.random.default_rng(7)
+    x = _specials(64, rng)
+    y = rng.standard_normal(64)
+
+    def f(x, y):
+        m = x.__array_namespace__()
+        shared = m.exp(x) * 0.5
+        big = m.log1p(m.abs(x)) * 3.0 + m.sin(x) - m.cos(y) * 2.0 + shared
+        small = y + 1.0
+        other = m.sqrt(m.abs(y)) * m.tanh(x) + m.exp(-y * y) - 1.0
+        inner = m.where(y > 0.5, m.expm1(y) * m.atan(x) + y / 3.0 - 0.25, other)
+        return [m.where(x > 0, big, small), m.where(m.isnan(x), small, inner),
+                m.where(x < -1, shared, big), m.sum(m.where(y > 0, big * big + 1.0, small))]
+
+    executable = _check(f, x, y)
+    assert "if " in (executable.source or "").split("def run", 1)[1]
+
+
+def test_random_draws_compile_and_match_the_python_lowering() -> None:
+    from unijax import random
+
+    def f(key):
+        return [random.normal(key, (257,)), random.uniform(key, (3, 5), "float32"),
+                random.bits(key, (9,)), random.split(key, 3), random.randint(key, (7,), 0, 9),
+                random.bernoulli(key, 0.3, (6,)), random.gamma(key, 2.0, (5,)),
+                random.categorical(key, np.linspace(0.0, 1.0, 5), shape=(4,)),
+                random.laplace(key, (6,)), random.choice(key, 9, (3,)),
+                random.dirichlet(key, np.ones(3), (2,)), random.truncated_normal(key, -1.0, 2.0)]
+
+    _check(f, random.key(3))
+
+
+def test_large_elementwise_programs_split_rows_over_threads_bit_for_bit() -> None:
+    """A program ending in one large fused group runs its rows on several threads and
+    gives the single-threaded values exactly; other programs are not split."""
+    from unijax.engine.numba_codegen import ROWS_MIN_ELEMENTS, generate_rows
+
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1 << 10, (ROWS_MIN_ELEMENTS >> 10) + 3))
+    y = rng.standard_normal(x.shape[1])
+
+    def f(x, y):
+        m = x.__array_namespace__()
+        s = m.sum(y)  # a small prologue, repeated by every thread
+        first = m.exp(-x * x) * m.sin(x) + s
+        return [first, m.where(x > y, m.log1p(m.abs(first)), y * 2.0)]
+
+    program = unijax.make_ir(f)(x, y)
+    assert generate_rows(program) is not None
+    split = compile_numba(program, xp, fallback=_python, threads=3)
+    single = compile_numba(program, xp, fallback=_python, threads=1)
+    got, want = split(x, y), single(x, y)
+    assert split._row_outputs is not None and single._row_outputs is None
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_array_equal(g, w)
+    np.testing.assert_allclose(got[0], compile_python(program, xp)(x, y)[0], rtol=1e-12)
+    # Not split: a reduction at the end, a small program, an output of another shape.
+    for fun, args in ((lambda x: [x.__array_namespace__().sum(x * 2.0)], (x,)),
+                      (lambda x: [x * 2.0], (x[:4],)),
+                      (lambda x, y: [x * 2.0, y + 1.0], (x, y))):
+        assert generate_rows(unijax.make_ir(fun)(*args)) is None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_row_split_works_in_a_forked_child() -> None:
+    """A child forked after the thread pool started gets its own (the parent's threads
+    do not exist there, and work queued for them would wait for ever)."""
+    from unijax.engine.numba_codegen import ROWS_MIN_ELEMENTS
+
+    x = np.linspace(0.0, 1.0, ROWS_MIN_ELEMENTS).reshape(1024, -1)
+    program = unijax.make_ir(lambda x: [x.__array_namespace__().exp(x) * 3.0])(x)
+    split = compile_numba(program, xp, fallback=_python, threads=2)
+    want = split(x)[0]  # compiles, and starts the pool in this process
+    _FORKED[:] = [split, x]  # the child inherits them (a NumbaExecutable does not pickle)
+    ctx = multiprocessing.get_context("fork")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads running
+        with ctx.Pool(1) as pool:
+            got = pool.apply_async(_run_forked).get(timeout=120)
+    np.testing.assert_array_equal(got, want)
+
+
+_FORKED: list[Any] = []
+
+
+def _run_forked() -> Any:
+    executable, x = _FORKED
+    return executable(x)[0]
+
+
+def test_jit_threads_option_validates_and_reaches_the_lowering(clean_config: None) -> None:
+    unijax.config.update("jit_threads", "3")
+    assert unijax.config.read("jit_threads") == 3
+    with pytest.raises(unijax.errors.ConfigError, match="non-negative integer"):
+        unijax.config.update("jit_threads", -1)
+    unijax.config.update("jit_compiler", "numba")
+    unijax.config.update("jit_threads", 1)
+    x = np.linspace(0.0, 1.0, 1 << 21).reshape(1 << 11, 1 << 10)
+    f = unijax.jit(lambda x: x.__array_namespace__().exp(x) * 2.0)
+    f(x)  # staging runs NumPy; the compiled program runs from the second call
+    np.testing.assert_allclose(f(x), np.exp(x) * 2.0, rtol=1e-15)
+    unijax.config.update("jit_threads", 2)
+    g = unijax.jit(lambda x: x.__array_namespace__().exp(x) * 2.0)
+    g(x)
+    np.testing.assert_array_equal(g(x), f(x))
 
 
 def test_float32_chain_rounds_like_numpy() -> None:
@@ -188,6 +344,19 @@ def test_scan_forward_grad_and_vmap_compile_natively() -> None:
     _check(_ew, h0, xs)
     _check(unijax.grad(_ew, argnums=(0, 1)), h0, xs)
     _check(unijax.vmap(_ew, in_axes=(0, None)), rng.standard_normal((3, 4)), xs)
+
+
+def test_generated_source_is_the_same_for_every_staging() -> None:
+    """The disk cache is keyed by the source: staging the same function again (other
+    Vars, hashing otherwise) must give the same text, or a new process compiles again."""
+    rng = np.random.default_rng(12)
+    w, h0, xs = rng.standard_normal((4, 4)), rng.standard_normal(4), rng.standard_normal((9, 4))
+    sources = set()
+    for _ in range(3):
+        unijax.make_ir(lambda x: x * 2.0)(xs)  # shifts the Var counter between stagings
+        sources.add(generate(unijax.make_ir(unijax.grad(_rnn))(w, h0, xs))[0])
+        sources.add(generate(unijax.make_ir(unijax.grad(_ew, argnums=(0, 1)))(h0, xs))[0])
+    assert len(sources) == 2
 
 
 def test_fori_while_cond_and_switch() -> None:
@@ -355,3 +524,96 @@ def test_elementwise_and_reductions_under_vmap_and_grad() -> None:
     _check(unijax.vmap(unijax.grad(loss)), xs)
     _check(unijax.grad(lambda x: unijax.vmap(loss)(x)[2] * 2.0), xs)
     _check(unijax.jacfwd(lambda x: m_sin(x) * x), xs[0])
+
+
+# --- which lowering runs a jit-compiled function (jit(f).lowering) ---------------------------
+
+
+def _scan_cumsum(x: Any) -> Any:
+    def step(carry: Any, v: Any) -> Any:
+        carry = carry * 0.5 + v
+        return carry, carry
+
+    return lax.scan(step, x[0] * 0.0, x)[1]
+
+
+def test_lowering_of_a_scan_under_numba_option_is_numba(clean_config: None, monkeypatch: Any,
+                                                        tmp_path: Any) -> None:
+    import dataclasses
+
+    from unijax.extend import Lowering
+
+    monkeypatch.setenv("UNIJAX_CACHE_DIR", str(tmp_path))
+    unijax.config.update("jit_compiler", "numba")
+    f = unijax.jit(_scan_cumsum)
+    x = np.linspace(0.0, 1.0, 6)
+    before = f.lowering(x)
+    assert isinstance(before, Lowering)
+    assert (before.backend, before.name) == ("numpy", "numba"), before.reason
+    assert "jit_compiler='numba'" in before.reason
+    assert before.compile_seconds is None  # compiled and cached, not run yet
+    assert f.cache_info()["numpy"] == (0, 0, 1, 256)
+    expected = compile_python(unijax.make_ir(_scan_cumsum)(x), xp)(x)[0]
+    np.testing.assert_allclose(f(x), expected, rtol=1e-12)
+    assert f.cache_info()["numpy"].hits == 1  # the program lowering() cached ran
+    after = f.lowering(x)
+    assert after.name == "numba" and math.isfinite(after.compile_seconds or math.nan)
+    assert str(after).startswith("numba on numpy: ")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        after.name = "python"
+
+
+def test_lowering_of_an_unsupported_primitive_is_python_and_names_it(clean_config: None
+                                                                     ) -> None:
+    unijax.config.update("jit_compiler", "numba")
+    f = unijax.jit(lambda a: a.__array_namespace__().linalg.inv(a) * 2.0)
+    a = np.eye(3) * 4.0
+    lowering = f.lowering(a)
+    assert lowering.name == "python", lowering.reason
+    assert "linalg.inv" in lowering.reason and lowering.compile_seconds is None
+    np.testing.assert_allclose(f(a), np.eye(3) * 0.5)
+    assert f.lowering(a).name == "python"
+
+
+def test_lowering_under_auto_moves_from_python_to_numba(clean_config: None, monkeypatch: Any,
+                                                        tmp_path: Any) -> None:
+    from unijax.engine import lower_numba
+
+    monkeypatch.setenv("UNIJAX_CACHE_DIR", str(tmp_path))  # nothing on disk: no early load
+    f = unijax.jit(lambda x: lax.fori_loop(0, 3, lambda i, v: v * 2.0 + 1.0, x))
+    x = np.linspace(0.0, 1.0, 4)
+    first = f.lowering(x)
+    assert first.name == "python" and "jit_compiler='auto'" in first.reason, first.reason
+    for _ in range(lower_numba.LOOP_CALLS - 1):
+        np.testing.assert_allclose(f(x), x * 8.0 + 7.0)
+    assert f.lowering(x).name == "python"
+    np.testing.assert_allclose(f(x), x * 8.0 + 7.0)  # the call that compiles
+    hot = f.lowering(x)
+    assert hot.name == "numba" and "auto" in hot.reason, hot.reason
+    assert hot.compile_seconds is not None
+
+
+def test_lowering_with_python_option_statics_and_enclosing_transforms(clean_config: None
+                                                                      ) -> None:
+    unijax.config.update("jit_compiler", "python")
+    power = unijax.jit(lambda x, n: x ** n, static_argnums=1)
+    x = np.linspace(0.0, 1.0, 3)
+    assert power.lowering(x, 2).name == "python"
+    power(x, 2)
+    assert power.cache_info()["numpy"] == (1, 0, 1, 256)  # the same cache key as a call
+    seen = []
+
+    def outer(v: Any) -> Any:
+        seen.append(unijax.jit(lambda w: w * 2.0).lowering(v))
+        return v.__array_namespace__().sum(v * v)
+
+    unijax.grad(outer)(x)
+    assert seen[0].name == "traced" and "enclosing transform" in seen[0].reason
+
+
+def test_lowering_on_jax_is_its_native_jit() -> None:
+    jnp = pytest.importorskip("jax.numpy")
+    f = unijax.jit(lambda x: x * 2.0)
+    lowering = f.lowering(jnp.ones(3))
+    assert (lowering.backend, lowering.name) == ("jax", "native")
+    assert "jit" in lowering.reason and lowering.compile_seconds is None

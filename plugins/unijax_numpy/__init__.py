@@ -85,7 +85,8 @@ def _compile(program: Any, xp: Any) -> Any:
                 "'auto' or 'python'."))
     _counts["numba"] += 1
     return compile_numba(program, xp, fallback=_compile_python,
-                         when="now" if choice == "numba" else "auto")
+                         when="now" if choice == "numba" else "auto",
+                         threads=unijax.config.read("jit_threads"))
 
 
 def status() -> str:

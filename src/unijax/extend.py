@@ -15,7 +15,9 @@ does) reads the staged :class:`Program` (:class:`Equation`, :class:`Var`,
 :func:`interpret` or to :func:`function_text` for the equations it does not fuse.
 :func:`compile_numba` lowers a program to Numba machine code (NumPy's ``jit_compiler``),
 falling back to another lowering for what Numba cannot compile; :func:`numba_available`
-says whether Numba is installed without importing it.
+says whether Numba is installed without importing it. An executable a compiler returns
+may say which lowering runs it with the attributes ``lowering``, ``lowering_reason`` and
+``compile_seconds``, which ``jit(f).lowering(*args)`` reports as a :class:`Lowering`.
 
 A rule author adds an operation to the engine as a :class:`Primitive` with rules for the
 transforms: :func:`def_jvp`, :func:`def_vjp` (with :func:`def_vjp_metadata` when the VJP
@@ -57,6 +59,7 @@ from unijax.engine.core import Primitive
 from unijax.engine.fusion import Fused, plan_fusion
 from unijax.engine.fusion import broadcast_shapes as fusion_broadcast_shapes
 from unijax.engine.ir import Atom, Equation, Literal, Program, Var, dtype_name, var_names
+from unijax.engine.jit import Lowering
 from unijax.engine.lower import (
     RESERVED_NAMES,
     SourceGlobals,
@@ -86,6 +89,7 @@ __all__ = [
     "Equation",
     "Fused",
     "Literal",
+    "Lowering",
     "NativeTransforms",
     "OutForm",
     "Primitive",

@@ -43,7 +43,7 @@ from unijax.dispatch.config import config
 from unijax.dispatch.selection import backend_scope, prepare_call
 from unijax.engine import frontend as _engine
 from unijax.engine.core import Tracer
-from unijax.engine.jit import JitFunction
+from unijax.engine.jit import JitFunction, Lowering
 from unijax.engine.jit import make_ir as _make_ir
 from unijax.engine.rules.control import stop_gradient_p
 from unijax.errors import (
@@ -501,22 +501,29 @@ class _Jit(_Transformed):
         # backends named by configuration are kept; emptied whenever plugins change.
         self._fast: dict[str, tuple[Any, Any, set[type]]] = {}
         self.function = jit_entry(self)
+        self.function.lowering = self.lowering  # type: ignore[attr-defined]
 
     def _build(self, factory: Callable[..., Any]) -> Any:
         return factory(self.fun, static_argnums=self.static_argnums or None,
                        static_argnames=self.static_argnames or None, **self.placement)
 
-    def _call(self, name: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _resolve(self, args: tuple[Any, ...], kwargs: dict[str, Any]
+                 ) -> tuple[Any, bool, tuple[Any, ...]]:
+        """``(backend, use_engine, args)`` for a call: static arguments checked, the
+        dynamic ones prepared for the backend."""
         if self.static_argnums or self.static_argnames:
             check_hashable_statics(args, kwargs, self.static_argnums, self.static_argnames,
                                    self.api)
-        if self.static_argnums:
-            dynamic = tuple(a for i, a in enumerate(args) if i not in self.static_argnums)
-            backend, use_engine, dynamic = prepare_call(dynamic, self.explicit, self.api)
-            it = iter(dynamic)
-            args = tuple(a if i in self.static_argnums else next(it) for i, a in enumerate(args))
-        else:
-            backend, use_engine, args = prepare_call(args, self.explicit, self.api)
+        if not self.static_argnums:
+            return prepare_call(args, self.explicit, self.api)
+        dynamic = tuple(a for i, a in enumerate(args) if i not in self.static_argnums)
+        backend, use_engine, dynamic = prepare_call(dynamic, self.explicit, self.api)
+        it = iter(dynamic)
+        return backend, use_engine, tuple(a if i in self.static_argnums else next(it)
+                                          for i, a in enumerate(args))
+
+    def _call(self, name: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        backend, use_engine, args = self._resolve(args, kwargs)
         if not use_engine:
             native = self._native.get(backend.name) or self._native_for(backend)
             if native is not _ENGINE:
@@ -524,6 +531,20 @@ class _Jit(_Transformed):
                     learn_jit(self, name, backend, native)
                 return call_native(backend, native, args, kwargs)
         return self._engine_jit(backend)(*args, **kwargs)
+
+    def lowering(self, *args: Any, **kwargs: Any) -> Lowering:
+        """Which lowering runs this function for these arguments, and why.
+
+        The backend is chosen as a call chooses it. On a backend with its own ``jit``
+        (JAX) the answer is ``"native"``; otherwise the engine's program for the
+        arguments' signature is staged and compiled if it is not cached yet, but not
+        run (:meth:`unijax.engine.jit.JitFunction.lowering`).
+        """
+        backend, use_engine, args = self._resolve(args, kwargs)
+        if not use_engine and self._native_for(backend) is not _ENGINE:
+            return Lowering(backend.name, "native", f"{backend.name}'s own jit compiles the "
+                            "function; the unijax engine does not stage it")
+        return self._engine_jit(backend).lowering(*args, **kwargs)
 
     def _engine_jit(self, backend: Any) -> Any:
         jitted = self._engine_jits.get(backend.name)
@@ -636,7 +657,10 @@ def jit(fun: Callable[..., Any] | None = None, *, static_argnums: int | Sequence
             reuse for its outputs; the caller must not use them afterwards.
 
     Returns:
-        The compiled function (``.cache_info()`` reports engine cache hits and misses).
+        The compiled function. ``.cache_info()`` reports engine cache hits and misses;
+        ``.lowering(*args, **kwargs)`` says which lowering runs it for those arguments
+        and why (a :class:`~unijax.engine.jit.Lowering`; see
+        :meth:`~unijax.engine.jit.JitFunction.lowering`).
 
     Raises:
         ArgnumsError: ``donate_argnums`` is not an int or a tuple of ints in range, or
@@ -652,6 +676,8 @@ def jit(fun: Callable[..., Any] | None = None, *, static_argnums: int | Sequence
         ...     return x ** n
         >>> power(np.asarray([2.0, 3.0]), 2)
         array([4., 9.])
+        >>> power.lowering(np.asarray([2.0, 3.0]), 2).backend
+        'numpy'
     """
     placement = {"in_shardings": in_shardings, "out_shardings": out_shardings,
                  "donate_argnums": donate_argnums}
@@ -664,6 +690,9 @@ def jit(fun: Callable[..., Any] | None = None, *, static_argnums: int | Sequence
 def make_ir(fun: Callable[..., Any], *, static_argnums: int | Sequence[int] = (),
             static_argnames: str | Sequence[str] = ()) -> Callable[..., Any]:
     """A function returning the optimised program ``jit`` would stage for given arguments.
+
+    ``jit(fun).lowering(*args)`` tells which lowering runs that program (on NumPy:
+    Numba machine code or generated Python) and why.
 
     Example:
         >>> import numpy as np

@@ -132,6 +132,14 @@ def _check_jit_compiler(value: Any) -> str:
     raise ValueError("one of 'auto', 'numba', 'python'")
 
 
+def _check_threads(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ValueError("a non-negative integer (0: one per available CPU)")
+
+
 @dataclass(frozen=True)
 class Option:
     """One configuration option.
@@ -177,6 +185,10 @@ _OPTIONS: dict[str, Option] = {
         Option("jit_compiler", "auto", "UNIJAX_JIT_COMPILER",
                "How jit lowers programs on NumPy: 'auto' (Numba for loops and hot "
                "programs when installed), 'numba' or 'python'.", _check_jit_compiler),
+        Option("jit_threads", 0, "UNIJAX_JIT_THREADS",
+               "Threads the Numba lowering splits a large elementwise program's rows "
+               "over (0: the CPUs this process may use; 1: never split).",
+               _check_threads),
     )
 }
 

@@ -9,13 +9,16 @@ arguments' values. The first call at a signature stages the function on the real
 lowers it with the backend's compiler or the interpreter (:mod:`unijax.engine.lower`),
 caches it and returns the values computed while staging (or, when the function has loops,
 which staging records without running them, the values of the compiled program's first
-run). Later calls run the compiled program.
+run). Later calls run the compiled program. :meth:`JitFunction.lowering` says which
+lowering runs the program of a signature, and why (a :class:`Lowering`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
+import types
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -23,12 +26,12 @@ from typing import Any, NamedTuple
 from unijax import tree_util
 from unijax.engine.core import SCALAR_TYPES, Tracer, builtin_scalar, namespace_for_args
 from unijax.engine.ir import Program, Var
-from unijax.engine.lower import interpret
+from unijax.engine.lower import Interpreted, interpret
 from unijax.engine.optimize import optimize
 from unijax.engine.staging import NeedsExactStaging, stage
 from unijax.errors import TransformArgumentError, UnhashableStaticArgumentError, message
 
-__all__ = ["CacheInfo", "JitFunction", "make_ir"]
+__all__ = ["CacheInfo", "JitFunction", "Lowering", "make_ir"]
 
 Compiler = Callable[[Program, Any], Callable[..., list[Any]]]
 
@@ -56,6 +59,64 @@ class CacheInfo(NamedTuple):
     misses: int
     size: int
     maxsize: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Lowering:
+    """Which lowering runs a ``jit``-compiled program, and why.
+
+    A backend's compiler tells through the executable it returns: its attributes
+    ``lowering`` (a name), ``lowering_reason`` (words) and ``compile_seconds`` are read as
+    they are *now* (NumPy's ``jit_compiler="auto"`` moves a program from ``"python"`` to
+    ``"numba"`` once it is hot). An executable without them reports ``"python"`` for
+    generated Python (:func:`~unijax.engine.lower.compile_python`), ``"interpreter"`` for
+    the engine's interpreter (a backend without a compiler) and ``"backend compiler"``
+    otherwise.
+
+    Attributes:
+        backend: The backend's name (or, for a :class:`JitFunction` built without a
+            backend, its namespace's module name).
+        name: The lowering: ``"numba"``, ``"python"``, ``"interpreter"``, ``"backend
+            compiler"``, what a backend's executable reports, ``"native"`` for a backend's
+            own ``jit`` (JAX's), or ``"traced"`` when no program is compiled because an
+            enclosing transform traces the function.
+        reason: Why that lowering runs, in words.
+        compile_seconds: Seconds its compile took (or its machine code took to load), when
+            the executable reports them and has compiled; else ``None``.
+
+    Example:
+        >>> print(Lowering("numpy", "numba", "Numba: jit_compiler='numba'", 0.25))
+        numba on numpy: Numba: jit_compiler='numba' (compile: 0.25 s)
+    """
+
+    backend: str
+    name: str
+    reason: str
+    compile_seconds: float | None = None
+
+    def __str__(self) -> str:
+        seconds = "" if self.compile_seconds is None else \
+            f" (compile: {self.compile_seconds:.2f} s)"
+        return f"{self.name} on {self.backend}: {self.reason}{seconds}"
+
+
+def _describe(executable: Any, backend: str) -> Lowering:
+    """The :class:`Lowering` of a compiled program, from what its executable reports now."""
+    name = getattr(executable, "lowering", None)
+    if isinstance(name, str):
+        reason = getattr(executable, "lowering_reason", None)
+        seconds = getattr(executable, "compile_seconds", None)
+        return Lowering(backend, name, str(reason) if reason else f"{backend}'s compiler chose "
+                        "it", float(seconds) if seconds is not None else None)
+    if isinstance(executable, Interpreted):
+        return Lowering(backend, "interpreter", f"{backend} has no compiler: the engine's "
+                        "interpreter runs the program, equation by equation")
+    # compile_python's functions carry their buffer plan; other generated drivers do not.
+    if isinstance(executable, types.FunctionType) and hasattr(executable, "buffer_plan"):
+        return Lowering(backend, "python", f"{backend}'s compiler returned generated Python, "
+                        "one call of its functions per operation")
+    return Lowering(backend, "backend compiler", f"{backend}'s compiler lowered the program "
+                    "(its executable does not say how)")
 
 
 class JitFunction:
@@ -170,6 +231,91 @@ class JitFunction:
             with self._lock:
                 self._cache[key] = (None, None)
             return self.fun(*args, **kwargs)
+        compiled, outs, out_def = self._compile(args, kwargs, leaves, treedef, xp, key)
+        if outs is None:  # loops were staged without running: run the program
+            assert compiled is not None  # a program for one call only was staged exactly
+            outs = compiled(*leaves)
+        return out_def.unflatten(outs)
+
+    def lowering(self, *args: Any, **kwargs: Any) -> Lowering:
+        """Which lowering runs the program compiled for these arguments' signature, and why.
+
+        The program comes from the cache, or is staged, compiled and cached as a first
+        call would do it (``fun``'s Python runs while staging), so the next call with
+        this signature runs it; the compiled program itself is not run here. The answer
+        is the executable's state when asked: under NumPy's ``jit_compiler="auto"`` one
+        program reports ``"python"`` until it is hot and ``"numba"`` after. The cache's
+        hit and miss counts do not change.
+
+        Args:
+            *args: Arguments as for a call (only their signature matters, and the static
+                arguments' values).
+            **kwargs: Keyword arguments as for a call.
+
+        Returns:
+            A :class:`Lowering`: the backend, the lowering's name, the reason and the
+            compile time where the executable reports one.
+
+        Example:
+            >>> import numpy as np
+            >>> from unijax.engine.namespace import array_functions as ops
+            >>> f = JitFunction(lambda x: ops.sin(x) * 2.0)
+            >>> f.lowering(np.zeros(3)).name  # no backend given: the interpreter
+            'interpreter'
+            >>> f.cache_info()  # compiled and cached; nothing ran
+            CacheInfo(hits=0, misses=0, size=1, maxsize=256)
+        """
+        leaves, treedef, statics = self._flatten(args, kwargs)
+        signature = _signature(leaves)
+        if signature is None:
+            return self._traced("an argument is a tracer of an enclosing transform, which "
+                                "sees every operation: no program is compiled")
+        xp = self._namespace(leaves)
+        key: tuple[Any, ...] = (id(xp), _device(leaves), treedef, signature, statics)
+        if self._extra_key is not None:
+            key += (self._extra_key(leaves),)
+        entry = self._cache.get(key)
+        if entry is None:
+            if self._holds_native_tracer(leaves):
+                return self._traced(_NATIVE_TRACER)
+            compiled, _, _ = self._compile(args, kwargs, leaves, treedef, xp, key)
+            if compiled is None:
+                return self._traced("the function reads a value an enclosing transform "
+                                    "traces: each call is staged inside that transform "
+                                    "and no program is compiled")
+        else:
+            compiled = entry[0]
+            if compiled is None:
+                return self._traced(_NATIVE_TRACER)
+        return _describe(compiled, self._backend_name(xp))
+
+    def _flatten(self, args: tuple[Any, ...], kwargs: dict[str, Any]
+                 ) -> tuple[Sequence[Any], Any, tuple[Any, ...]]:
+        """``(leaves, treedef, statics)`` of a call, as :meth:`__call__` keys its cache."""
+        # The same two cases as __call__, which keeps them inline: a call there is a
+        # noticeable share of a cache hit.
+        if not kwargs and not self.static_argnums and _all_leaves(args):
+            return args, _FLAT, ()
+        dyn, statics = self._split(args, kwargs)
+        leaves, treedef = _tree_flatten(dyn)
+        return [builtin_scalar(leaf) for leaf in leaves], treedef, statics
+
+    def _traced(self, why: str) -> Lowering:
+        return Lowering(self._backend_name(None), "traced", why)
+
+    def _backend_name(self, xp: Any) -> str:
+        if self._backend is not None:
+            return str(self._backend.name)
+        return getattr(xp, "__name__", None) or "unknown"
+
+    def _compile(self, args: tuple[Any, ...], kwargs: dict[str, Any], leaves: Sequence[Any],
+                 treedef: Any, xp: Any, key: tuple[Any, ...]
+                 ) -> tuple[Callable[..., list[Any]] | None, list[Any] | None, Any]:
+        """Stage, compile and cache: ``(executable, outputs, output treedef)``.
+
+        The executable is ``None`` for a program valid for this call only (not cached);
+        the outputs are ``None`` when loops were staged without running.
+        """
         try:
             program, outs, out_def = self._stage(args, kwargs, leaves, treedef, xp,
                                                  exact=False)
@@ -177,15 +323,14 @@ class JitFunction:
                 raise NeedsExactStaging("a loop in a program valid for this call only")
         except NeedsExactStaging:
             program, outs, out_def = self._stage(args, kwargs, leaves, treedef, xp)
-        if program.cacheable:
-            compiled = self._compiler(xp)(optimize(program), xp)
-            with self._lock:
-                self._cache[key] = (compiled, out_def)
-                if len(self._cache) > self._maxsize:
-                    self._cache.popitem(last=False)
-            if outs is None:  # loops were staged without running: run the program
-                outs = compiled(*leaves)
-        return out_def.unflatten(outs)
+        if not program.cacheable:
+            return None, outs, out_def
+        compiled = self._compiler(xp)(optimize(program), xp)
+        with self._lock:
+            self._cache[key] = (compiled, out_def)
+            if len(self._cache) > self._maxsize:
+                self._cache.popitem(last=False)
+        return compiled, outs, out_def
 
     def _holds_native_tracer(self, leaves: Sequence[Any]) -> bool:
         is_tracer = self._is_native_tracer
@@ -285,6 +430,8 @@ def _static_key(value: Any, where: str) -> Any:
     return (type(value), value)
 
 
+_NATIVE_TRACER = ("an argument is a tracer of the backend's own transform, which must see "
+                  "every operation: no program is compiled")
 #: Stands for the structure "positional arguments, each a leaf" in cache keys.
 _FLAT = object()
 #: Types whose values are pytree leaves (arrays; Python scalars).
@@ -353,6 +500,7 @@ def make_ir(fun: Callable[..., Any], static_argnums: Sequence[int] = (),
 
     Returns:
         ``program_for(*args, **kwargs) -> Program``; ``print`` the program to read it.
+        Which lowering then runs that program is :meth:`JitFunction.lowering`'s answer.
 
     Example:
         >>> import numpy as np

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
 import math
 import os
 import sys
@@ -26,19 +27,22 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from unijax.engine.ir import Atom, Literal, Program
-from unijax.engine.numba_codegen import generate
+from unijax.engine.ir import Atom, Literal, Program, Var
+from unijax.engine.numba_codegen import generate, generate_rows
 from unijax.engine.numba_primitives import dtype_of, unsupported
 
 __all__ = [
+    "BIG_WORK",
     "BLAS_MIN_ELEMENTS",
     "HOT_CALLS",
     "LOOP_CALLS",
     "LOOP_PRIMITIVES",
     "NumbaExecutable",
+    "available_cpus",
     "cache_dir",
     "compile_numba",
     "generate",
@@ -52,6 +56,48 @@ HOT_CALLS = 20
 LOOP_CALLS = 3
 #: Primitives that make a program worth compiling sooner under ``when="auto"``.
 LOOP_PRIMITIVES = frozenset({"scan", "while_loop"})
+#: Elements computed per run (summed over the equations) from which ``when="auto"``
+#: compiles a program at its first run: NumPy's pass over memory per operation then costs
+#: tens of milliseconds a call, and fusing the operations saves more than compiling costs
+#: within a few calls (10**7 normal draws: a second a call, against a compile of three).
+BIG_WORK = 1 << 24
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+#: ``(pool, its size)``: the threads that run row ranges besides the caller's.
+_pool: tuple[ThreadPoolExecutor, int] | None = None
+_pool_lock = threading.Lock()
+
+
+def _row_pool(workers: int) -> ThreadPoolExecutor:
+    """A pool of at least ``workers`` threads (made on first use, grown when asked for
+    more; the smaller one it replaces finishes its work and ends)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[1] < workers:
+            if _pool is not None:
+                _pool[0].shutdown(wait=False)
+            _pool = (ThreadPoolExecutor(max_workers=workers,
+                                        thread_name_prefix="unijax-numba-rows"), workers)
+        return _pool[0]
+
+
+def _forget_pool() -> None:
+    """In a forked child: the parent's pool has none of its threads there (work queued
+    on it would never run), and its lock may have been held at the fork."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def numba_available() -> bool:
@@ -68,6 +114,11 @@ def _blas_bound(program: Program) -> bool:
     return any(eqn.primitive.name == "matmul" and not eqn.primitive.namespace and
                math.prod(eqn.outputs[0].shape) >= BLAS_MIN_ELEMENTS
                for eqn in program.equations)
+
+
+def _work(program: Program) -> int:
+    """Elements the program's top-level equations compute in one run."""
+    return sum(math.prod(v.shape) for eqn in program.equations for v in eqn.outputs)
 
 
 def _has_loop(program: Program) -> bool:
@@ -155,7 +206,7 @@ class NumbaExecutable:
     """
 
     def __init__(self, program: Program, xp: Any, fallback: Callable[[], Any], *,
-                 when: str = "now") -> None:
+                 when: str = "now", threads: int = 0) -> None:
         self.program = program
         self._fallback_factory = fallback
         self._fallback: Any = None
@@ -174,7 +225,19 @@ class NumbaExecutable:
                              "in large matrix products, which both lowerings leave to BLAS "
                              "(NumPy's own vectorised loops then do the rest as fast)")
             return
-        self.source, self._constants = generate(program)
+        threads = threads or available_cpus()
+        rows = generate_rows(program) if threads > 1 else None
+        #: Outputs as (shape, dtype) when the program's rows are split over threads.
+        self._row_outputs: list[tuple[tuple[int, ...], Any]] | None = None
+        if rows is not None:
+            import numpy as np
+
+            self.source, self._constants = rows
+            outputs = [a for a in program.outputs if isinstance(a, Var)]  # all, here
+            self._threads = min(threads, outputs[0].shape[0])
+            self._row_outputs = [(a.shape, np.dtype(dtype_of(a))) for a in outputs]
+        else:
+            self.source, self._constants = generate(program)
         self._in_scalar = [v.shape == () and not v.weak for v in program.inputs]
         self._constants = [c[()] if getattr(c, "shape", None) == () else c
                            for c in self._constants]
@@ -188,6 +251,8 @@ class NumbaExecutable:
         # machine code is already on disk loads it at once (milliseconds).
         if _on_disk(self.source):
             self._threshold, why = 1, "its machine code is in the disk cache"
+        elif _work(program) >= BIG_WORK:
+            self._threshold, why = 1, "it computes at least 2**24 elements a run"
         elif _has_loop(program):
             self._threshold, why = LOOP_CALLS, f"it has a loop and ran {LOOP_CALLS} times"
         else:
@@ -243,9 +308,31 @@ class NumbaExecutable:
 
     def _run(self, fn: Any, args: Sequence[Any]) -> list[Any]:
         values = [a[()] if s else a for a, s in zip(args, self._in_scalar, strict=True)]
+        if self._row_outputs is not None:
+            return self._run_rows(fn, values)
         outs = fn(*values, *self._constants)
         return [out if conv is None else conv(out)
                 for out, conv in zip(outs, self._out, strict=True)]
+
+    def _run_rows(self, fn: Any, values: list[Any]) -> list[Any]:
+        """Fill the outputs' rows in equal ranges, one per thread; the calling thread
+        takes the first (the function releases the GIL, so they run at once)."""
+        import numpy as np
+
+        outs = [np.empty(shape, dtype) for shape, dtype in self._row_outputs or ()]
+        n = outs[0].shape[0]
+        bounds = [n * k // self._threads for k in range(self._threads + 1)]
+        if self._fn is None:
+            fn(0, 0, *values, *self._constants, *outs)  # compile (or load) once, here
+        pool = _row_pool(self._threads - 1)
+        pending = [pool.submit(fn, lo, hi, *values, *self._constants, *outs)
+                   for lo, hi in itertools.pairwise(bounds[1:])]
+        try:
+            fn(bounds[0], bounds[1], *values, *self._constants, *outs)
+        finally:
+            for future in pending:
+                future.result()
+        return outs
 
     def _first_call(self, args: Sequence[Any]) -> list[Any]:
         with self._lock:
@@ -271,7 +358,7 @@ class NumbaExecutable:
 
 
 def compile_numba(program: Program, xp: Any, *, fallback: Callable[[Program, Any], Any],
-                  when: str = "now") -> NumbaExecutable:
+                  when: str = "now", threads: int = 0) -> NumbaExecutable:
     """Lower ``program`` to Numba machine code, falling back to ``fallback(program, xp)``.
 
     Args:
@@ -280,11 +367,16 @@ def compile_numba(program: Program, xp: Any, *, fallback: Callable[[Program, Any
         fallback: The lowering that runs what Numba cannot (and, with ``when="auto"``,
             what is not worth compiling yet).
         when: ``"now"``: compile on the first call; ``"auto"``: on the first call if the
-            machine code is in the disk cache, else on call :data:`LOOP_CALLS` for a
+            machine code is in the disk cache or the program computes at least
+            :data:`BIG_WORK` elements a run, else on call :data:`LOOP_CALLS` for a
             program with a loop and on call :data:`HOT_CALLS` for any other.
+        threads: Threads a program that ends in one large elementwise group
+            (:func:`~unijax.engine.numba_codegen.generate_rows`) splits its rows over:
+            ``0`` for one per available CPU, ``1`` never to split.
 
     Returns:
         A callable ``f(*flat_inputs) -> list of outputs`` with ``f.lowering`` and
         ``f.lowering_reason``.
     """
-    return NumbaExecutable(program, xp, lambda: fallback(program, xp), when=when)
+    return NumbaExecutable(program, xp, lambda: fallback(program, xp), when=when,
+                           threads=threads)

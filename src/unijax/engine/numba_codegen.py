@@ -38,7 +38,11 @@ from unijax.engine.rules._scan_runner import (
 )
 from unijax.engine.subprogram import Body, batch_of, eval_program, hoist
 
-__all__ = ["generate"]
+__all__ = ["ROWS_MAX_PROLOGUE", "ROWS_MIN_ELEMENTS", "generate", "generate_rows"]
+
+
+#: Widths of the integer dtypes, in bits.
+_BITS = {f"{sign}int{n}": n for sign in ("", "u") for n in (8, 16, 32, 64)}
 
 
 def _float_text(value: float) -> str:
@@ -67,6 +71,14 @@ class _Emitter:
         self.strided: set[Var] = set()
         #: Arrays allocated before a loop for values its iterations write (see scan).
         self.buffers: dict[Var, str] = {}
+        #: Constant arrays of one repeated value -> the name of that value.
+        self.uniform: dict[str, str] = {}
+        #: Constant integer arrays ``start + step * flat_index`` -> (start, step, shape).
+        self.progressions: dict[str, tuple[int, int, tuple[int, ...]]] = {}
+        #: The fused group (ids of its members) computed over rows ``lo:hi`` of its
+        #: leading axis only, into output arrays passed in (see :func:`generate_rows`).
+        self.rows_group: tuple[int, ...] | None = None
+        self.rows_outputs: dict[Var, str] = {}
 
     # -- names and atoms ------------------------------------------------------------------
 
@@ -87,6 +99,18 @@ class _Emitter:
             name = self.const_ids[id(value)] = f"k{len(self.constants)}"
             self.constants.append(value)
             self.const_names.append(name)
+            if _uniform(value):
+                # One value repeated (a cotangent of ones times a scale, folded while
+                # staging): fused loops read it as a scalar, not from memory.
+                self.constants.append(value.reshape(-1)[:1].copy().reshape(()))
+                self.const_names.append(f"{name}_u")
+                self.uniform[name] = f"{name}_u"
+            else:
+                step = _progression(value)
+                if step is not None:
+                    # start + step * i (the counters of random draws, an arange folded
+                    # while staging): computed from the loop's index, not read.
+                    self.progressions[name] = (int(value.reshape(-1)[0]), step, value.shape)
         self.names[var] = name
 
     def atom(self, a: Atom) -> str:
@@ -166,6 +190,11 @@ class _Emitter:
             ops = [f"np.ascontiguousarray({t})" if a in self.strided else t
                    for a, t in zip(eqn.inputs, ins, strict=True)]
             expr = f"np.dot({ops[0]}, {ops[1]})"
+        elif name == "getitem":
+            expr = self._basic_index(eqn.params["key"], x, out, ins[0])
+        elif name in ("stack", "concat"):
+            self._join(eqn, ins, indent)
+            return
         elif name in ("reshape", "expand_dims", "squeeze"):
             if out.shape == x.shape:
                 expr = ins[0]
@@ -199,12 +228,63 @@ class _Emitter:
                 self.strided.add(out)
         self.emit(indent, f"{target} = {expr}")
 
+    def _basic_index(self, key: Sequence[tuple[Any, ...]], x: Var, out: Var, text: str
+                     ) -> str:
+        """``x[key]`` for a key of integers, slices and new axes (a view, as NumPy's)."""
+        parts = []
+        for item in key:
+            if item[0] == "int":
+                parts.append(str(item[1]))
+            elif item[0] == "slice":
+                start, stop, step = item[1:]
+                parts.append(f"{start}:{'' if stop is None else stop}:{step}")
+        expr = f"{text}[{', '.join(parts)}]" if parts else text
+        new_axes = any(item[0] == "none" for item in key)
+        if sum(item[0] == "int" for item in key) == len(x.shape):
+            # Every axis taken by an integer: a scalar, as every value of shape () is.
+            return f"np.full({out.shape!r}, {expr})" if new_axes else expr
+        if new_axes:
+            return f"np.ascontiguousarray({expr}).reshape({out.shape!r})"
+        if x in self.strided or not _contiguous_view(x.shape, key):
+            self.strided.add(out)
+        return expr
+
+    def _join(self, eqn: Equation, ins: Sequence[str], indent: int) -> None:
+        """``stack`` and ``concat``: each operand copied into its part of the result."""
+        (out,) = eqn.outputs
+        target = self.name(out)
+        self.emit(indent, f"{target} = np.empty({out.shape!r}, np.{dtype_of(out)})")
+        axis = eqn.params.get("axis", 0)
+        shapes = [a.shape for a in eqn.inputs if isinstance(a, Var)]  # no literals here
+        if eqn.primitive.name == "concat" and axis is None:
+            offset = 0
+            for shape, text in zip(shapes, ins, strict=True):
+                n = math.prod(shape)
+                self.emit(indent, f"{target}[{offset}:{offset + n}] = "
+                          f"np.ascontiguousarray({text}).reshape(-1)" if shape else
+                          f"{target}[{offset}] = {text}")
+                offset += n
+            return
+        axis = int(axis) % len(out.shape)
+        offset = 0
+        for shape, text in zip(shapes, ins, strict=True):
+            if eqn.primitive.name == "stack":
+                part = str(offset)
+                offset += 1
+            else:
+                n = shape[axis]
+                part = f"{offset}:{offset + n}"
+                offset += n
+            self.emit(indent, f"{target}[{', '.join([':'] * axis + [part])}] = {text}")
+
     # -- fused loops ----------------------------------------------------------------------
 
-    def _loop_head(self, shape: tuple[int, ...], indent: int) -> tuple[list[str], int]:
+    def _loop_head(self, shape: tuple[int, ...], indent: int, rows: bool = False
+                   ) -> tuple[list[str], int]:
         index = [self.fresh("i") for _ in shape]
         for d, i in enumerate(index):
-            self.emit(indent + d, f"for {i} in range({shape[d]}):")
+            extent = "lo, hi" if rows and d == 0 else str(shape[d])
+            self.emit(indent + d, f"for {i} in range({extent}):")
         return index, indent + len(shape)
 
     def _read(self, var: Var, index: Sequence[str], shape: tuple[int, ...]) -> str:
@@ -212,18 +292,34 @@ class _Emitter:
         (broadcast: missing leading axes and axes of size 1 read element 0)."""
         if var.shape == ():
             return self.name(var)
+        scalar = self.uniform.get(self.name(var))
+        if scalar is not None:
+            return scalar
+        progression = self.progressions.get(self.name(var))
+        if progression is not None and progression[2] == tuple(shape):
+            start, step, _ = progression
+            flat = " + ".join(f"{i} * {st}" if st != 1 else i
+                              for i, st in zip(index, _c_strides(shape), strict=True))
+            return f"np.{dtype_of(var)}({start} + {step} * ({flat}))"
         offset = len(shape) - len(var.shape)
         parts = ["0" if d == 1 and shape[offset + k] != 1 else index[offset + k]
                  for k, d in enumerate(var.shape)]
         return f"{self.name(var)}[{', '.join(parts)}]"
 
     def _members(self, members: Sequence[Equation], index: Sequence[str],
-                 shape: tuple[int, ...], indent: int) -> dict[Var, str]:
-        """Emit each member as a scalar statement; returns the local of each value."""
-        local: dict[Var, str] = {}
-        loaded: dict[Var, str] = {}
+                 shape: tuple[int, ...], indent: int, keep: Sequence[Var] = ()
+                 ) -> dict[Var, str]:
+        """Emit each member as a scalar statement; returns the local of each value in
+        ``keep`` (the values the caller reads after the members).
 
-        def operand(a: Atom) -> tuple[str, str | None]:
+        The members only one arm of a ``where`` reads (:func:`_arm_members`) are emitted
+        inside an ``if`` on its condition: an element computes the arm it takes, not both
+        (erfinv's three polynomials cost one).
+        """
+        homes = _arm_members(members, set(keep))
+        local: dict[Var, str] = {}
+
+        def operand(a: Atom, loaded: dict[Var, str], at: int) -> tuple[str, str | None]:
             if isinstance(a, Literal):
                 return self.atom(a), literal_dtype(a.value)
             if a in local:
@@ -233,17 +329,36 @@ class _Emitter:
             name = loaded.get(a)
             if name is None:
                 name = loaded[a] = self.fresh("e")
-                self.emit(indent, f"{name} = {self._read(a, index, shape)}")
+                self.emit(at, f"{name} = {self._read(a, index, shape)}")
             return name, dtype_of(a)
 
-        for eqn in members:
-            (out,) = eqn.outputs
-            dst = dtype_of(out)
-            assert dst is not None
-            ops = [operand(a) for a in eqn.inputs]
-            expr = self._scalar(eqn, ops, dst)
-            name = local[out] = self.fresh("s")
-            self.emit(indent, f"{name} = {expr}")
+        def block(path: tuple[Any, ...], at: int, loaded: dict[Var, str]) -> None:
+            for eqn in members:
+                if homes[id(eqn)] != path:
+                    continue
+                (out,) = eqn.outputs
+                dst = dtype_of(out)
+                assert dst is not None
+                arms = [(*path, (id(eqn), k)) for k in (1, 2)]
+                if eqn.primitive.name == "where" and any(
+                        homes[id(e)] in arms for e in members):
+                    c, ct = operand(eqn.inputs[0], loaded, at)
+                    name = local[out] = self.fresh("s")
+                    self.emit(at, f"if {self.cast(c, ct, 'bool')}:")
+                    for k, arm in zip((1, 2), arms, strict=True):
+                        if k == 2:
+                            self.emit(at, "else:")
+                        # Loads inside an arm are not visible after it.
+                        inner_loaded = dict(loaded)
+                        block(arm, at + 1, inner_loaded)
+                        v, vt = operand(eqn.inputs[k], inner_loaded, at + 1)
+                        self.emit(at + 1, f"{name} = {self.cast(v, vt, dst)}")
+                    continue
+                ops = [operand(a, loaded, at) for a in eqn.inputs]
+                name = local[out] = self.fresh("s")
+                self.emit(at, f"{name} = {self._scalar(eqn, ops, dst)}")
+
+        block((), indent, {})
         return local
 
     def _scalar(self, eqn: Equation, ops: list[tuple[str, str | None]], dst: str) -> str:
@@ -263,6 +378,8 @@ class _Emitter:
                 expr = f"(({expr}) if (({expr}) {cmp} {b} or ({expr}) != ({expr})) else {b})"
             return cast(expr, dst, dst)
         typing, _, template = ELEMENTWISE[name]
+        if typing == "shift":
+            return self._shift(name, [cast(e, t, dst) for e, t in ops], dst, eqn.inputs[1])
         if typing == "result":
             args = [cast(e, t, dst) for e, t in ops]
         elif typing == "compare":
@@ -282,19 +399,38 @@ class _Emitter:
         expr = template.format(*args)
         return cast(expr, None, dst) if typing == "result" and dst != "bool" else expr
 
+    @staticmethod
+    def _shift(name: str, args: list[str], dst: str, amount: Atom) -> str:
+        """NumPy's shift: in range, the machine's; by a negative amount or the width or
+        more, 0 (a left shift, or a logical right one) or the sign (an arithmetic one)."""
+        a, b = args
+        bits = _BITS[dst]
+        op = "<<" if name == "bitwise_left_shift" else ">>"
+        if isinstance(amount, Literal) and 0 <= int(amount.value) < bits:
+            return f"np.{dst}({a} {op} {b})"
+        in_range = f"{b} < {bits}" if kind(dst) == "u" else f"0 <= {b} < {bits}"
+        if name == "bitwise_left_shift":
+            return f"np.{dst}(({a} << {b}) if {in_range} else 0)"
+        fill = f"(-1 if {a} < 0 else 0)" if kind(dst) == "i" else "0"
+        return f"np.{dst}(({a} >> {b}) if {in_range} else {fill})"
+
     def elementwise(self, fused: Fused, indent: int) -> None:
         shape = fused.shape
         if shape == ():
-            local = self._members(fused.members, [], shape, indent)
+            local = self._members(fused.members, [], shape, indent, fused.outputs)
             for v in fused.outputs:
                 self.emit(indent, f"{self.name(v)} = {local[v]}")
             return
+        rows = self.rows_group == tuple(map(id, fused.members))
         for v in fused.outputs:
+            if rows:
+                self.names[v] = self.rows_outputs[v]
+                continue
             buffer = self.buffers.get(v)
             self.emit(indent, f"{self.name(v)} = " + (
                 f"np.empty({v.shape!r}, np.{dtype_of(v)})" if buffer is None else buffer))
-        index, inner = self._loop_head(shape, indent)
-        local = self._members(fused.members, index, shape, inner)
+        index, inner = self._loop_head(shape, indent, rows)
+        local = self._members(fused.members, index, shape, inner, fused.outputs)
         for v in fused.outputs:
             self.emit(inner, f"{self._read(v, index, shape)} = {local[v]}")
         self.stored.update(fused.outputs)
@@ -315,6 +451,9 @@ class _Emitter:
         if op_name == "sum" and self._contraction(x, members, shape, axes, keepdims, out,
                                                   indent):
             return
+        if op_name in ("argmax", "argmin"):
+            self._arg_reduction(eqn, members, shape, axes, keepdims, indent)
+            return
         acc_type = "float64" if op_name == "mean" else dst
         init = initial(op_name, acc_type)
         count = math.prod(shape[d] for d in axes)
@@ -333,7 +472,7 @@ class _Emitter:
         # reduction cone may repeat members of a group whose values are also written).
         members = _cone_excluding(members, x, self.stored)
         index, inner = self._loop_head(shape, indent)
-        local = self._members(members, index, shape, inner)
+        local = self._members(members, index, shape, inner, [x])
         value = local.get(x)
         if value is None:
             value = self._read(x, index, shape)
@@ -357,6 +496,12 @@ class _Emitter:
             self.emit(inner, f"{slot} += {value}")
         elif op_name == "prod":
             self.emit(inner, f"{slot} *= {value}")
+        elif op_name == "any":
+            self.emit(inner, f"if {value}:")
+            self.emit(inner + 1, f"{slot} = True")
+        elif op_name == "all":
+            self.emit(inner, f"if not {value}:")
+            self.emit(inner + 1, f"{slot} = False")
         else:
             cmp = ">" if op_name == "max" else "<"
             tmp = self.fresh("r")
@@ -370,6 +515,48 @@ class _Emitter:
                 self.emit(indent, f"{target} = np.{dst}({target} / {count})")
             else:
                 self.emit(indent, f"{target} = ({target} / {count}).astype(np.{dst})")
+
+    def _arg_reduction(self, eqn: Equation, members: list[Equation],
+                       shape: tuple[int, ...], axes: set[int], keepdims: bool,
+                       indent: int) -> None:
+        """``argmax``/``argmin``: the first position of the extreme, or of the first
+        ``nan`` (NumPy's), over one axis or all of them (flat positions)."""
+        (x,) = eqn.inputs
+        assert isinstance(x, Var)
+        (out,) = eqn.outputs
+        src = dtype_of(x)
+        assert src is not None
+        extreme = "max" if eqn.primitive.name == "argmax" else "min"
+        target, best = self.name(out), self.fresh("best")
+        init = initial(extreme, src)
+        if out.shape == ():
+            self.emit(indent, f"{best} = np.{src}({init})")
+            self.emit(indent, f"{target} = 0")
+        else:
+            self.emit(indent, f"{best} = np.full({out.shape!r}, {init}, np.{src})")
+            self.emit(indent, f"{target} = np.zeros({out.shape!r}, np.int64)")
+        members = _cone_excluding(members, x, self.stored)
+        index, inner = self._loop_head(shape, indent)
+        local = self._members(members, index, shape, inner, [x])
+        value = self.fresh("r")
+        self.emit(inner, f"{value} = {local.get(x) or self._read(x, index, shape)}")
+        ndim = len(shape)
+        if out.shape == ():
+            slot, best_slot = target, best
+        else:
+            kept = [("0" if d in axes else index[d]) if keepdims else index[d]
+                    for d in range(ndim) if keepdims or d not in axes]
+            slot, best_slot = (f"{name}[{', '.join(kept)}]" for name in (target, best))
+        if len(axes) == 1:
+            position = index[next(iter(axes))]
+        else:
+            strides = _c_strides(shape)
+            position = " + ".join(f"{i} * {st}" for i, st in zip(index, strides, strict=True))
+        cmp = ">" if extreme == "max" else "<"
+        self.emit(inner, f"if {best_slot} == {best_slot} and "
+                  f"({value} {cmp} {best_slot} or {value} != {value}):")
+        self.emit(inner + 1, f"{best_slot} = {value}")
+        self.emit(inner + 1, f"{slot} = {position}")
 
     def _contraction(self, x: Var, members: list[Equation], shape: tuple[int, ...],
                      axes: set[int], keepdims: bool, out: Var, indent: int) -> bool:
@@ -443,8 +630,10 @@ class _Emitter:
         through a carry, whose two buffers alternate (the step reads one and writes the
         other), and ``ys`` are copied when stacked.
         """
-        fused = {v for e in loop.equations if is_elementwise(e) for v in e.outputs
-                 if v.shape != ()}
+        # In program order (a dict, not a set): the source, and so its disk-cache key,
+        # must not depend on how Vars hash in this process.
+        fused = dict.fromkeys(v for e in loop.equations if is_elementwise(e)
+                              for v in e.outputs if v.shape != ())
         carries = loop.outputs[:ncar]
         if not fused or any(not (isinstance(a, Var) and (a.shape == () or a in fused))
                             for a in carries):
@@ -564,25 +753,134 @@ def _cone_excluding(members: Sequence[Equation], target: Var, stored: set[Var]
     return [e for e in members if id(e) in needed]
 
 
+#: Members an arm of a ``where`` must hold before it is computed only where taken: a
+#: branch costs more than a select of a few operations (and stops vectorisation).
+ARM_MIN_MEMBERS = 4
+
+
+def _arm_members(members: Sequence[Equation], keep: set[Var]) -> dict[int, tuple[Any, ...]]:
+    """Where each member is emitted: ``()`` in the loop body, or the path of ``where``
+    arms (``(id(where), 1 or 2)`` pairs, outermost first) that alone read its value.
+
+    A member belongs to the innermost arm enclosing every use of its value (the common
+    prefix of its uses' paths); a value the caller keeps, or an arm with fewer than
+    :data:`ARM_MIN_MEMBERS` members, stays where its ``where`` is.
+    """
+    home: dict[int, tuple[Any, ...]] = {}
+    users: dict[Var, list[tuple[Equation, int]]] = {}
+    for eqn in members:
+        for k, a in enumerate(eqn.inputs):
+            if isinstance(a, Var):
+                users.setdefault(a, []).append((eqn, k))
+    for eqn in reversed(members):
+        (out,) = eqn.outputs
+        if out in keep or out not in users:
+            home[id(eqn)] = ()
+            continue
+        paths = []
+        for user, k in users[out]:
+            path = home[id(user)]
+            if user.primitive.name == "where" and k in (1, 2) and user.inputs[0] is not out:
+                other = user.inputs[3 - k]
+                if other is not out:
+                    path = (*path, (id(user), k))
+            paths.append(path)
+        common = paths[0]
+        for p in paths[1:]:
+            n = 0
+            while n < min(len(common), len(p)) and common[n] == p[n]:
+                n += 1
+            common = common[:n]
+        home[id(eqn)] = common
+    # Arms too small to branch on go back to their where's block.
+    sizes: dict[tuple[Any, ...], int] = {}
+    for path in home.values():
+        for n in range(1, len(path) + 1):
+            sizes[path[:n]] = sizes.get(path[:n], 0) + 1
+    for key, path in home.items():
+        for n in range(1, len(path) + 1):
+            if sizes[path[:n]] < ARM_MIN_MEMBERS:
+                home[key] = path[:n - 1]
+                break
+    return home
+
+
+#: Smaller constants are read from memory (the check costs more than it saves).
+UNIFORM_MIN_SIZE = 64
+
+
+def _uniform(value: Any) -> bool:
+    """Whether ``value`` is a NumPy array of at least :data:`UNIFORM_MIN_SIZE` elements
+    that all equal the first (``nan`` never does)."""
+    size = getattr(value, "size", 0)
+    if not isinstance(size, int) or size < UNIFORM_MIN_SIZE or \
+            not hasattr(value, "reshape"):
+        return False
+    flat = value.reshape(-1)
+    return bool((flat == flat[0]).all())
+
+
+def _progression(value: Any) -> int | None:
+    """The step of an integer array of at least :data:`UNIFORM_MIN_SIZE` elements whose
+    C-order values are ``first + step * k``, else ``None``."""
+    import numpy as np
+
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "iu" or \
+            value.size < UNIFORM_MIN_SIZE:
+        return None
+    flat = value.reshape(-1).astype(np.int64)
+    step = int(flat[1] - flat[0])
+    expected = flat[0] + step * np.arange(flat.size, dtype=np.int64)
+    return step if bool((flat == expected).all()) else None
+
+
+def _contiguous_view(shape: tuple[int, ...], key: Sequence[tuple[Any, ...]]) -> bool:
+    """Whether ``x[key]`` of a C-ordered ``x`` is in C or Fortran order (BLAS reads it)."""
+    import numpy as np
+
+    base = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape,
+                                          _c_strides(shape))
+    parts: list[Any] = [k[1] if k[0] == "int" else slice(*k[1:]) for k in key]
+    view = base[tuple(parts)]
+    return bool(view.flags.c_contiguous or view.flags.f_contiguous)
+
+
+def _c_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= max(n, 1)
+    return tuple(reversed(strides))
+
+
 def _ints(value: Any) -> tuple[int, ...]:
     return tuple(int(v) for v in value) if isinstance(value, tuple | list) else (int(value),)
 
 
 
-#: Scalar functions of the generated module. ``_tanh`` from ``exp``/``expm1``: the C
-#: library's ``tanh`` costs twice as much, and this stays within 1 ulp of it (the
-#: ``expm1`` branch keeps small arguments exact; the signs of zero and ``nan`` carry).
+#: Scalar functions of the generated module. ``_tanh`` as ``-t / (t + 2)`` with
+#: ``t = expm1(-2|v|)``, signed like ``v``: the C library's ``tanh`` costs twice as much,
+#: and one ``expm1`` without a branch (which a random sign mispredicts) stays within 3 ulp
+#: of NumPy's, exact for small arguments; the signs of zero, ``inf`` and ``nan`` carry.
+#: ``_log1p`` from ``log`` (Goldberg's ``log(u) * x / (u - 1)`` with ``u = 1 + x``, which
+#: cancels the rounding of ``u``): the C library's ``log1p`` costs four times as much, and
+#: this stays within 2 ulp of NumPy's (float32 arguments are computed in float64).
 _HELPERS = (
     "",
     '@numba.njit(inline="always", error_model="numpy")',
+    "def _log1p(v):",
+    "    x = np.float64(v)",
+    "    u = 1.0 + x",
+    "    if u == 1.0:",
+    "        return x",
+    "    if u == _INF:",
+    "        return u",
+    "    return np.log(u) * (x / (u - 1.0))",
+    "",
+    '@numba.njit(inline="always", error_model="numpy")',
     "def _tanh(v):",
-    "    a = abs(v)",
-    "    if a < 0.55:",
-    "        t = np.expm1(2.0 * v)",
-    "        return t / (t + 2.0)",
-    "    e = np.exp(-2.0 * a)",
-    "    r = (1.0 - e) / (1.0 + e)",
-    "    return r if v >= 0 else -r",
+    "    t = np.expm1(-2.0 * abs(v))",
+    "    return np.copysign(-t / (t + 2.0), v)",
 )
 
 
@@ -620,11 +918,79 @@ def generate(program: Program, name: str = "run") -> tuple[str, list[Any]]:
             outs[k] = f"np.{dtype}({outs[k]})" if dtype != "bool" else outs[k]
     body = emitter.lines[body_lines_start:]
     params = ", ".join([*args, *emitter.const_names])
-    lines = ["import numpy as np", "import numba", "", "_INF = np.inf", "_NAN = np.nan", "",
-             *_HELPERS, "", '@numba.njit(cache=True, error_model="numpy", nogil=True)',
-             f"def {name}({params}):", *body,
+    lines = [*_prelude(), f"def {name}({params}):", *body,
              f"    return ({', '.join(outs)}{',' if outs else ''})", ""]
     return "\n".join(lines), emitter.constants
+
+
+#: Elements from which :func:`generate_rows` splits a program's rows over threads: below
+#: it a thread's start costs more than its share of the work.
+ROWS_MIN_ELEMENTS = 1 << 20
+#: Elements the equations before the split group may compute (every thread repeats them).
+ROWS_MAX_PROLOGUE = 1 << 12
+
+
+def generate_rows(program: Program, name: str = "run") -> tuple[str, list[Any]] | None:
+    """The source of a Numba function computing rows ``lo:hi`` of ``program``'s outputs,
+    for programs that end in one large fused elementwise group producing all of them
+    (``None`` for any other program).
+
+    The function takes ``(lo, hi, *inputs, *constants, *outputs)``: the outputs are
+    arrays of their full shapes that it fills along their leading axis, from ``lo`` to
+    ``hi``. The equations before the group (small, at most :data:`ROWS_MAX_PROLOGUE`
+    elements) run in every call. Every element is computed as in :func:`generate`, so
+    splitting the rows over threads gives the same values, bit for bit.
+
+    Example:
+        >>> import numpy as np
+        >>> from unijax.engine.namespace import array_functions as ops
+        >>> from unijax.engine.staging import stage
+        >>> program, _ = stage(lambda xs: [ops.exp(xs[0]) * 2.0], [np.zeros(3)])
+        >>> generate_rows(program) is None  # too small to split
+        True
+        >>> program, _ = stage(lambda xs: [ops.exp(xs[0]) * 2.0], [np.zeros((1024, 1024))])
+        >>> print(generate_rows(program)[0].split("def run", 1)[1], end="")
+        (lo, hi, a, o1):
+            for i1 in range(lo, hi):
+                for i2 in range(1024):
+                    e3 = a[i1, i2]
+                    s4 = np.float64(np.exp(e3))
+                    s5 = np.float64((s4 * 2.0))
+                    o1[i1, i2] = s5
+            return ()
+    """
+    steps = plan_fusion(program, is_elementwise, is_reduction)
+    if not steps or not isinstance(steps[-1], Fused):
+        return None
+    last = steps[-1]
+    outputs = program.outputs
+    if last.reduction is not None or len(last.shape) == 0 or last.shape[0] < 2 or \
+            math.prod(last.shape) < ROWS_MIN_ELEMENTS:
+        return None
+    if len(set(map(id, outputs))) != len(outputs) or not all(
+            isinstance(a, Var) and a.shape == last.shape for a in outputs) or \
+            set(map(id, outputs)) != set(map(id, last.outputs)):
+        return None
+    prologue = sum(math.prod(v.shape) for step in steps[:-1]
+                   for eqn in (step.members if isinstance(step, Fused) else (step,))
+                   for v in eqn.outputs)
+    if prologue > ROWS_MAX_PROLOGUE:
+        return None
+    emitter = _Emitter()
+    emitter.rows_group = tuple(map(id, last.members))
+    out_names = [f"o{k + 1}" for k in range(len(outputs))]
+    emitter.rows_outputs = {v: n for v, n in zip(outputs, out_names, strict=True)
+                            if isinstance(v, Var)}
+    args = [_arg_name(k) for k in range(len(program.inputs))]
+    emitter.program(program, args, 1)
+    params = ", ".join(["lo", "hi", *args, *emitter.const_names, *out_names])
+    lines = [*_prelude(), f"def {name}({params}):", *emitter.lines, "    return ()", ""]
+    return "\n".join(lines), emitter.constants
+
+
+def _prelude() -> list[str]:
+    return ["import numpy as np", "import numba", "", "_INF = np.inf", "_NAN = np.nan", "",
+            *_HELPERS, "", '@numba.njit(cache=True, error_model="numpy", nogil=True)']
 
 
 def _arg_name(k: int) -> str:

@@ -60,10 +60,11 @@ def _table(typing: str, kinds: str, **templates: str) -> None:
 _table("result", "fiu", add="({0} + {1})", subtract="({0} - {1})", multiply="({0} * {1})",
        negative="(-{0})", positive="{0}", square="({0} * {0})", abs="abs({0})",
        astype="{0}", broadcast_to="{0}",
+       sign="(1 if {0} > 0 else (-1 if {0} < 0 else {0} - {0}))",
        maximum="({0} if ({0} >= {1} or {0} != {0}) else {1})",
        minimum="({0} if ({0} <= {1} or {0} != {0}) else {1})")
 _table("result", "f", divide="({0} / {1})", pow="np.power({0}, {1})", exp="np.exp({0})",
-       expm1="np.expm1({0})", log="np.log({0})", log1p="np.log1p({0})",
+       expm1="np.expm1({0})", log="np.log({0})", log1p="_log1p({0})",
        log2="np.log2({0})", log10="np.log10({0})", sqrt="np.sqrt({0})", sin="np.sin({0})",
        cos="np.cos({0})", tan="np.tan({0})", asin="np.arcsin({0})", acos="np.arccos({0})",
        atan="np.arctan({0})", sinh="np.sinh({0})", cosh="np.cosh({0})",
@@ -73,6 +74,12 @@ _table("result", "f", divide="({0} / {1})", pow="np.power({0}, {1})", exp="np.ex
        trunc="np.trunc({0})", logaddexp="np.logaddexp({0}, {1})")
 _table("result", "iub", bitwise_and="({0} & {1})", bitwise_or="({0} | {1})",
        bitwise_xor="({0} ^ {1})")
+_table("result", "fiu", remainder="np.remainder({0}, {1})",
+       floor_divide="np.floor_divide({0}, {1})")
+# Shifts by a negative amount or by the width or more are NumPy's (0, or the sign for an
+# arithmetic right shift), not the machine's (undefined in LLVM): the code generator
+# writes the range check; the template is the in-range case.
+_table("shift", "iu", bitwise_left_shift="({0} << {1})", bitwise_right_shift="({0} >> {1})")
 _table("compare", "b", equal="({0} == {1})", not_equal="({0} != {1})", less="({0} < {1})",
        less_equal="({0} <= {1})", greater="({0} > {1})", greater_equal="({0} >= {1})")
 _table("logical", "b", logical_and="({0} and {1})", logical_or="({0} or {1})",
@@ -80,11 +87,14 @@ _table("logical", "b", logical_and="({0} and {1})", logical_or="({0} or {1})",
 _table("test", "b", isnan="({0} != {0})", isinf="np.isinf({0})",
        isfinite="np.isfinite({0})")
 
-#: Reductions that may fuse into their operand's loop: name -> initial accumulator.
-_REDUCTIONS = frozenset({"sum", "prod", "max", "min", "mean"})
+#: Reductions that may fuse into their operand's loop.
+_REDUCTIONS = frozenset({"sum", "prod", "max", "min", "mean", "any", "all", "argmax",
+                         "argmin"})
 #: Shape-only primitives written as NumPy calls on whole arrays.
 _STRUCTURAL = frozenset({"reshape", "expand_dims", "squeeze", "matrix_transpose",
-                         "permute_dims", "moveaxis", "matmul"})
+                         "permute_dims", "moveaxis", "matmul", "getitem", "stack", "concat"})
+#: The items of a ``getitem`` key written as NumPy basic indexing (no index arrays).
+_BASIC_ITEMS = frozenset({"int", "slice", "none"})
 _CONTROL = frozenset({"scan", "while_loop", "cond", "checkpoint"})
 
 
@@ -124,6 +134,12 @@ def is_reduction(eqn: Equation) -> bool:
         return False
     if prim.name == "mean" and kind(out) != "f":
         return False
+    if prim.name in ("argmax", "argmin"):
+        # One axis or all of them, over a non-empty operand (NumPy raises on empty).
+        axis = eqn.params.get("axis")
+        if 0 in x.shape or x.shape == () or not (axis is None or isinstance(axis, int)) \
+                or kind(dtype_of(x) or "b") == "b":
+            return False
     return set(eqn.params) <= {"axis", "keepdims", "dtype"}
 
 
@@ -175,6 +191,12 @@ def _unsupported_equation(eqn: Equation) -> str | None:
                     b.shape == () or len(a.shape) > 2 or len(b.shape) > 2 or \
                     dtype_of(a) != dtype_of(b) or kind(dtype_of(a) or "b") != "f":
                 return "matmul of other than floating vectors and matrices of one dtype"
+        if name == "getitem" and (len(eqn.inputs) != 1 or any(
+                item[0] not in _BASIC_ITEMS for item in eqn.params["key"])):
+            return "getitem with index arrays"
+        if name in ("stack", "concat") and len({dtype_of(a) for a in eqn.inputs if
+                                                 isinstance(a, Var)}) > 1:
+            return f"{name} of arrays of different dtypes"
         if not all(isinstance(a, Var) for a in eqn.inputs):
             return f"{name} of a literal"
         return None
@@ -185,6 +207,8 @@ def initial(reduction: str, dtype: str) -> str:
     """The accumulator's first value for ``reduction`` in ``dtype`` (source text)."""
     if reduction in ("sum", "mean"):
         return "0"
+    if reduction in ("any", "all"):
+        return "False" if reduction == "any" else "True"
     if reduction == "prod":
         return "1"
     import numpy as np
