@@ -9,8 +9,9 @@ Numba compile.
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -234,31 +235,41 @@ def test_large_elementwise_programs_split_rows_over_threads_bit_for_bit() -> Non
         assert generate_rows(unijax.make_ir(fun)(*args)) is None
 
 
+_FORK_SCRIPT = """
+import multiprocessing, numpy as np, unijax
+import array_api_compat.numpy as xp
+from unijax.engine.lower import compile_python
+from unijax.engine.lower_numba import compile_numba
+from unijax.engine.numba_codegen import ROWS_MIN_ELEMENTS
+
+x = np.linspace(0.0, 1.0, ROWS_MIN_ELEMENTS).reshape(1024, -1)
+program = unijax.make_ir(lambda x: [x.__array_namespace__().exp(x) * 3.0])(x)
+split = compile_numba(program, xp, fallback=compile_python, threads=2)
+want = split(x)[0]  # compiles, and starts the pool in this process
+
+def child(queue):
+    queue.put(split(x)[0])
+
+ctx = multiprocessing.get_context("fork")
+queue = ctx.Queue()
+proc = ctx.Process(target=child, args=(queue,))
+proc.start()
+got = queue.get(timeout=60)
+proc.join(60)
+assert np.array_equal(got, want) and proc.exitcode == 0
+print("forked child ok")
+"""
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_row_split_works_in_a_forked_child() -> None:
+def test_row_split_works_in_a_forked_child(tmp_path: Any) -> None:
     """A child forked after the thread pool started gets its own (the parent's threads
-    do not exist there, and work queued for them would wait for ever)."""
-    from unijax.engine.numba_codegen import ROWS_MIN_ELEMENTS
-
-    x = np.linspace(0.0, 1.0, ROWS_MIN_ELEMENTS).reshape(1024, -1)
-    program = unijax.make_ir(lambda x: [x.__array_namespace__().exp(x) * 3.0])(x)
-    split = compile_numba(program, xp, fallback=_python, threads=2)
-    want = split(x)[0]  # compiles, and starts the pool in this process
-    _FORKED[:] = [split, x]  # the child inherits them (a NumbaExecutable does not pickle)
-    ctx = multiprocessing.get_context("fork")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads running
-        with ctx.Pool(1) as pool:
-            got = pool.apply_async(_run_forked).get(timeout=120)
-    np.testing.assert_array_equal(got, want)
-
-
-_FORKED: list[Any] = []
-
-
-def _run_forked() -> Any:
-    executable, x = _FORKED
-    return executable(x)[0]
+    do not exist there, and work queued for them would wait for ever). In a fresh
+    interpreter: forking one with JAX's or torch's threads running is unsafe in itself."""
+    env = {**os.environ, "UNIJAX_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", _FORK_SCRIPT], capture_output=True,
+                         text=True, timeout=300, env=env)
+    assert out.returncode == 0 and "forked child ok" in out.stdout, out.stderr[-2000:]
 
 
 def test_jit_threads_option_validates_and_reaches_the_lowering(clean_config: None) -> None:

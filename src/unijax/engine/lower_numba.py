@@ -13,13 +13,17 @@ matrix products). ``executable.lowering_reason`` says which runs and why.
 Generated source is written to a file under :func:`cache_dir` named by its hash and
 compiled with ``cache=True``, so a new process loads the machine code from disk. Numba is
 imported only when a program is first compiled.
+
+A program that ends in one large fused elementwise group
+(:func:`~unijax.engine.numba_codegen.generate_rows`) runs as row ranges on several
+threads: unijax's own pool (the machine code releases the GIL), not Numba's threading
+layers, which depend on the machine and some of which abort on concurrent calls.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
-import itertools
 import math
 import os
 import sys
@@ -27,13 +31,13 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from unijax.engine.ir import Atom, Literal, Program, Var
 from unijax.engine.numba_codegen import generate, generate_rows
 from unijax.engine.numba_primitives import dtype_of, unsupported
+from unijax.engine.row_threads import available_cpus, run_rows
 
 __all__ = [
     "BIG_WORK",
@@ -42,7 +46,6 @@ __all__ = [
     "LOOP_CALLS",
     "LOOP_PRIMITIVES",
     "NumbaExecutable",
-    "available_cpus",
     "cache_dir",
     "compile_numba",
     "generate",
@@ -61,43 +64,6 @@ LOOP_PRIMITIVES = frozenset({"scan", "while_loop"})
 #: tens of milliseconds a call, and fusing the operations saves more than compiling costs
 #: within a few calls (10**7 normal draws: a second a call, against a compile of three).
 BIG_WORK = 1 << 24
-
-
-def available_cpus() -> int:
-    """The CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-#: ``(pool, its size)``: the threads that run row ranges besides the caller's.
-_pool: tuple[ThreadPoolExecutor, int] | None = None
-_pool_lock = threading.Lock()
-
-
-def _row_pool(workers: int) -> ThreadPoolExecutor:
-    """A pool of at least ``workers`` threads (made on first use, grown when asked for
-    more; the smaller one it replaces finishes its work and ends)."""
-    global _pool
-    with _pool_lock:
-        if _pool is None or _pool[1] < workers:
-            if _pool is not None:
-                _pool[0].shutdown(wait=False)
-            _pool = (ThreadPoolExecutor(max_workers=workers,
-                                        thread_name_prefix="unijax-numba-rows"), workers)
-        return _pool[0]
-
-
-def _forget_pool() -> None:
-    """In a forked child: the parent's pool has none of its threads there (work queued
-    on it would never run), and its lock may have been held at the fork."""
-    global _pool, _pool_lock
-    _pool, _pool_lock = None, threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def numba_available() -> bool:
@@ -315,23 +281,15 @@ class NumbaExecutable:
                 for out, conv in zip(outs, self._out, strict=True)]
 
     def _run_rows(self, fn: Any, values: list[Any]) -> list[Any]:
-        """Fill the outputs' rows in equal ranges, one per thread; the calling thread
-        takes the first (the function releases the GIL, so they run at once)."""
+        """Fill the outputs' rows in equal ranges, one per thread (the function releases
+        the GIL, so they run at once)."""
         import numpy as np
 
         outs = [np.empty(shape, dtype) for shape, dtype in self._row_outputs or ()]
-        n = outs[0].shape[0]
-        bounds = [n * k // self._threads for k in range(self._threads + 1)]
         if self._fn is None:
             fn(0, 0, *values, *self._constants, *outs)  # compile (or load) once, here
-        pool = _row_pool(self._threads - 1)
-        pending = [pool.submit(fn, lo, hi, *values, *self._constants, *outs)
-                   for lo, hi in itertools.pairwise(bounds[1:])]
-        try:
-            fn(bounds[0], bounds[1], *values, *self._constants, *outs)
-        finally:
-            for future in pending:
-                future.result()
+        run_rows(lambda lo, hi: fn(lo, hi, *values, *self._constants, *outs),
+                 outs[0].shape[0], self._threads)
         return outs
 
     def _first_call(self, args: Sequence[Any]) -> list[Any]:
