@@ -118,26 +118,23 @@ def _check_bool(value: Any) -> bool:
     raise ValueError("a boolean: 1/true/yes/on or 0/false/no/off")
 
 
-def _check_cache_size(value: Any) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    raise ValueError("a non-negative integer (0 disables the cache)")
+def _non_negative_int(zero: str) -> Callable[[Any], int]:
+    """A validator of non-negative integers (or their digits as text); ``zero`` says
+    what 0 means, in the error."""
+    def check(value: Any) -> int:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        raise ValueError(f"a non-negative integer (0{zero})")
+
+    return check
 
 
 def _check_jit_compiler(value: Any) -> str:
     if isinstance(value, str) and value.strip().lower() in ("auto", "numba", "python"):
         return value.strip().lower()
     raise ValueError("one of 'auto', 'numba', 'python'")
-
-
-def _check_threads(value: Any) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    raise ValueError("a non-negative integer (0: one per available CPU)")
 
 
 @dataclass(frozen=True)
@@ -181,14 +178,14 @@ _OPTIONS: dict[str, Option] = {
                "Load no entry-point plugin except those named in 'plugins'.", _check_bool),
         Option("jit_cache_size", 256, "UNIJAX_JIT_CACHE_SIZE",
                "Compiled programs kept per jitted function (0 disables caching).",
-               _check_cache_size),
+               _non_negative_int(" disables the cache")),
         Option("jit_compiler", "auto", "UNIJAX_JIT_COMPILER",
                "How jit lowers programs on NumPy: 'auto' (Numba for loops and hot "
                "programs when installed), 'numba' or 'python'.", _check_jit_compiler),
         Option("jit_threads", 0, "UNIJAX_JIT_THREADS",
                "Threads the Numba lowering splits a large elementwise program's rows "
                "over (0: the CPUs this process may use; 1: never split).",
-               _check_threads),
+               _non_negative_int(": one per available CPU")),
     )
 }
 

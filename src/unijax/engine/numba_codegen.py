@@ -959,16 +959,19 @@ def generate_rows(program: Program, name: str = "run") -> tuple[str, list[Any]] 
                     o1[i1, i2] = s5
             return ()
     """
+    outputs = program.outputs
+    # What the outputs alone decide comes first: most programs fail it, and then the
+    # caller's generate() is the only fusion plan made.
+    shape: tuple[int, ...] = getattr(outputs[0], "shape", ()) if outputs else ()
+    if len(shape) == 0 or shape[0] < 2 or math.prod(shape) < ROWS_MIN_ELEMENTS or \
+            len(set(map(id, outputs))) != len(outputs) or not all(
+                isinstance(a, Var) and a.shape == shape for a in outputs):
+        return None
     steps = plan_fusion(program, is_elementwise, is_reduction)
     if not steps or not isinstance(steps[-1], Fused):
         return None
     last = steps[-1]
-    outputs = program.outputs
-    if last.reduction is not None or len(last.shape) == 0 or last.shape[0] < 2 or \
-            math.prod(last.shape) < ROWS_MIN_ELEMENTS:
-        return None
-    if len(set(map(id, outputs))) != len(outputs) or not all(
-            isinstance(a, Var) and a.shape == last.shape for a in outputs) or \
+    if last.reduction is not None or last.shape != shape or \
             set(map(id, outputs)) != set(map(id, last.outputs)):
         return None
     prologue = sum(math.prod(v.shape) for step in steps[:-1]
